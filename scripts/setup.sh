@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Install what dbm needs to build, test and benchmark, on Debian bookworm.
+# Idempotent and silent when everything is already installed; prints one
+# "setup: installing ..." line otherwise.  Exit 2 when packages are missing
+# and we cannot install them (not root and no sudo).
+set -euo pipefail
+
+PACKAGES=(
+	# build
+	gcc make pkg-config libpq-dev libxxhash-dev libjansson-dev librdkafka-dev
+	# servers and clients used by tests, the demo and the runbooks
+	postgresql-15 postgresql-contrib pgbouncer kcat jq
+	# tests and docs
+	bats bats-support bats-assert help2man
+	# peers and tools for the benchmarks
+	pgcopydb postgresql-comparator hyperfine
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+	status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+	if [[ "$status" != "install ok installed" ]]; then
+		missing+=("$pkg")
+	fi
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+if [[ $EUID -eq 0 ]]; then
+	sudo=()
+elif command -v sudo >/dev/null 2>&1; then
+	sudo=(sudo)
+else
+	echo "setup: error: missing packages (need root or sudo to install): ${missing[*]}" >&2
+	exit 2
+fi
+
+echo "setup: installing ${missing[*]}"
+# apt and dpkg chatter goes to a log, shown only when something fails.
+log=$(mktemp "${TMPDIR:-/tmp}/dbm-setup.XXXXXX")
+trap 'rm -f "$log"' EXIT
+if ! { "${sudo[@]}" apt-get update -qq &&
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends "${missing[@]}"; \
+	} >"$log" 2>&1 </dev/null; then
+	cat "$log" >&2
+	echo "setup: error: could not install: ${missing[*]}" >&2
+	exit 2
+fi
