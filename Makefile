@@ -1,0 +1,75 @@
+# dbm - zero-downtime PostgreSQL migration toolkit
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+BINDIR     = $(PREFIX)/bin
+MANDIR     = $(PREFIX)/share/man/man1
+DATADIR    = $(PREFIX)/share/dbm
+
+CC        ?= cc
+PKGS       = libpq libxxhash jansson
+CFLAGS    ?= -O2 -g
+CFLAGS    += -std=c11 -Wall -Wextra -Werror -pthread -Ilib \
+             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS    += $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lpq -lxxhash -ljansson) -pthread
+
+B          = build
+TOOLS      = dbm-hash dbm-diff
+LIB_SRC    = $(wildcard lib/*.c)
+LIB_OBJ    = $(LIB_SRC:lib/%.c=$(B)/lib/%.o)
+BINS       = $(TOOLS:%=$(B)/%)
+MANS       = $(TOOLS:%=docs/man/%.1)
+
+.PHONY: all test unit demo bench bench-hash install man clean setup
+
+all: $(BINS) $(B)/unit-tests
+
+$(B)/lib/%.o: lib/%.c lib/*.h | $(B)/lib
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(B)/libdbm.a: $(LIB_OBJ)
+	$(AR) rcs $@ $^
+
+$(B)/dbm-%: tools/dbm-%.c $(B)/libdbm.a lib/*.h
+	$(CC) $(CFLAGS) -o $@ $< $(B)/libdbm.a $(LDLIBS)
+
+$(B)/unit-tests: tests/unit/*.c tests/unit/*.h $(B)/libdbm.a
+	$(CC) $(CFLAGS) -Itests/unit -o $@ tests/unit/*.c $(B)/libdbm.a $(LDLIBS)
+
+$(B)/lib:
+	mkdir -p $@
+
+setup:
+	@scripts/setup.sh
+
+test: setup
+	@$(MAKE) --no-print-directory all
+	@scripts/run-tests.sh
+
+unit: $(B)/unit-tests
+	$(B)/unit-tests
+
+demo: setup
+	@$(MAKE) --no-print-directory all
+	@runbooks/demo.sh
+
+bench: bench-hash
+
+bench-hash: setup
+	@$(MAKE) --no-print-directory all
+	@bench/hash.sh
+
+# man pages are generated from --help and committed
+man: $(BINS)
+	@for t in $(TOOLS); do \
+	  help2man --no-info --version-string="$$(build/$$t --version | awk '{print $$3}')" \
+	    --name="$$(build/$$t --help | head -1 | sed 's/^[^ ]* //')" \
+	    --output=docs/man/$$t.1 build/$$t || exit 1; done
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR) $(DESTDIR)$(DATADIR)/runbooks
+	install -m 755 $(BINS) $(DESTDIR)$(BINDIR)/
+	install -m 644 $(wildcard docs/man/*.1) $(DESTDIR)$(MANDIR)/
+	install -m 755 $(wildcard runbooks/*.sh) $(DESTDIR)$(DATADIR)/runbooks/
+
+clean:
+	rm -rf $(B)

@@ -1,0 +1,109 @@
+/* pg.c - connections and helpers shared by every tool. */
+#define _POSIX_C_SOURCE 200809L
+#include "pg.h"
+
+#include "log.h"
+#include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define PINNED_SETTINGS                                                        \
+	"SET DateStyle = 'ISO, YMD'; SET TimeZone = 'UTC'; "                       \
+	"SET IntervalStyle = 'postgres'; SET extra_float_digits = 3; "            \
+	"SET bytea_output = 'hex'; SET lc_monetary = 'C'; "                       \
+	"SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0"
+
+char *
+dbm_pg_redact(const char *conninfo)
+{
+	char *err = NULL;
+	PQconninfoOption *opts = PQconninfoParse(conninfo ? conninfo : "", &err);
+	dbm_buf b;
+
+	if (opts == NULL)
+	{
+		PQfreemem(err);
+		return xstrdup("(invalid connection string)");
+	}
+	dbm_buf_init(&b);
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+	{
+		if (o->val == NULL || o->val[0] == '\0')
+			continue;
+		if (strcmp(o->keyword, "host") && strcmp(o->keyword, "hostaddr") &&
+			strcmp(o->keyword, "port") && strcmp(o->keyword, "dbname") &&
+			strcmp(o->keyword, "user") && strcmp(o->keyword, "service"))
+			continue;
+		if (b.len)
+			dbm_buf_putc(&b, ' ');
+		dbm_buf_printf(&b, "%s=%s", o->keyword, o->val);
+	}
+	PQconninfoFree(opts);
+	if (b.len == 0)
+		dbm_buf_puts(&b, "(defaults)");
+	return b.data;
+}
+
+const char *
+dbm_pg_error(PGconn *conn)
+{
+	static _Thread_local char msg[1024];
+	const char *e = conn ? PQerrorMessage(conn) : "no connection";
+	size_t n = 0;
+
+	/* skip a leading "ERROR:  " / "FATAL:  " severity */
+	if (strncmp(e, "ERROR:  ", 8) == 0 || strncmp(e, "FATAL:  ", 8) == 0)
+		e += 8;
+	while (e[n] && e[n] != '\n' && n < sizeof(msg) - 1)
+		n++;
+	memcpy(msg, e, n);
+	msg[n] = '\0';
+	if (n == 0)
+		snprintf(msg, sizeof(msg), "connection lost");
+	return msg;
+}
+
+PGconn *
+dbm_pg_connect(const char *conninfo, const char *appname)
+{
+	const char *keys[] = {"dbname", "fallback_application_name",
+						  "client_encoding", NULL};
+	const char *vals[] = {conninfo ? conninfo : "", appname, "UTF8", NULL};
+	PGconn *conn = PQconnectdbParams(keys, vals, 1);
+	char *shown;
+
+	if (conn == NULL || PQstatus(conn) != CONNECTION_OK)
+	{
+		shown = dbm_pg_redact(conninfo);
+		dbm_log_error("could not connect to \"%s\": %s", shown,
+					  dbm_pg_error(conn));
+		free(shown);
+		PQfinish(conn);
+		return NULL;
+	}
+	if (!dbm_pg_command(conn, PINNED_SETTINGS, "session settings"))
+	{
+		PQfinish(conn);
+		return NULL;
+	}
+	return conn;
+}
+
+bool
+dbm_pg_command(PGconn *conn, const char *sql, const char *what)
+{
+	PGresult *res = PQexec(conn, sql);
+	ExecStatusType st = PQresultStatus(res);
+	bool ok = (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK);
+
+	if (!ok)
+	{
+		if (what)
+			dbm_log_error("%s: %s", what, dbm_pg_error(conn));
+		else
+			dbm_log_error("%s", dbm_pg_error(conn));
+	}
+	PQclear(res);
+	return ok;
+}

@@ -1,0 +1,28 @@
+/* pg.h - libpq connections with pinned output settings, redaction of
+ * conninfo strings, and small query helpers that log their own errors. */
+#ifndef DBM_PG_H
+#define DBM_PG_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+/*
+ * Connect and pin the session settings that change how values print
+ * (DateStyle, TimeZone, IntervalStyle, extra_float_digits, bytea_output,
+ * lc_monetary) so text is identical on every server. Returns NULL after
+ * logging on failure. appname is the fallback application_name.
+ */
+PGconn *dbm_pg_connect(const char *conninfo, const char *appname);
+
+/* A printable description of a conninfo without secrets; caller frees. */
+char *dbm_pg_redact(const char *conninfo);
+
+/* The first line of the connection's last error, without a trailing
+ * newline; valid until the next call on this thread. */
+const char *dbm_pg_error(PGconn *conn);
+
+/* Run a command that returns no rows; logs and returns false on failure.
+ * what names the object for the error message (may be NULL). */
+bool dbm_pg_command(PGconn *conn, const char *sql, const char *what);
+
+#endif

@@ -1,0 +1,23 @@
+/* progress.h - a one-line progress display on stderr when it is a
+ * terminal. */
+#ifndef DBM_PROGRESS_H
+#define DBM_PROGRESS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct
+{
+	bool on;
+	int64_t started;
+	bool shown;
+} dbm_progress;
+
+void dbm_progress_init(dbm_progress *p);
+/* Redraw with the counters so far. */
+void dbm_progress_show(dbm_progress *p, int tables_done, int tables,
+					   uint64_t rows, uint64_t bytes);
+/* Erase the line. */
+void dbm_progress_end(dbm_progress *p);
+
+#endif

@@ -1,0 +1,202 @@
+/* test_lib.c - unit tests of lib/: hashing arithmetic, COPY text, parsing,
+ * JSON keys. Prints TAP. */
+#define _POSIX_C_SOURCE 200809L
+#include "catalog.h"
+#include "hash.h"
+#include "jsonl.h"
+#include "unit.h"
+#include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int unit_failed;
+int unit_count;
+
+static void
+h128_add_carries(void)
+{
+	dbm_h128 a = {0, UINT64_MAX}, b = {0, 1};
+	dbm_h128_add(&a, b);
+	CHECK(a.hi == 1 && a.lo == 0);
+	dbm_h128 c = {UINT64_MAX, UINT64_MAX};
+	dbm_h128_add(&c, b); /* wraps modulo 2^128 */
+	CHECK(c.hi == 0 && c.lo == 0);
+}
+
+static void
+h128_hex_round_trip(void)
+{
+	dbm_h128 h = {0x0123456789abcdefULL, 0xfedcba9876543210ULL}, back;
+	char hex[33];
+	dbm_h128_hex(h, hex);
+	CHECK(strcmp(hex, "0123456789abcdeffedcba9876543210") == 0);
+	CHECK(dbm_h128_parse(hex, &back) && dbm_h128_eq(h, back));
+	CHECK(!dbm_h128_parse("0123", &back));
+	CHECK(!dbm_h128_parse("0123456789ABCDEFfedcba9876543210", &back));
+	CHECK(!dbm_h128_parse("0123456789abcdeffedcba987654321g", &back));
+}
+
+static void
+row_hash_is_order_independent_sum(void)
+{
+	dbm_h128 x = dbm_hash_row("1\ta", 3), y = dbm_hash_row("2\tb", 3);
+	dbm_h128 s1 = {0, 0}, s2 = {0, 0};
+	dbm_h128_add(&s1, x);
+	dbm_h128_add(&s1, y);
+	dbm_h128_add(&s2, y);
+	dbm_h128_add(&s2, x);
+	CHECK(dbm_h128_eq(s1, s2));
+	/* NULL and empty string, trailing space: different rows */
+	CHECK(!dbm_h128_eq(dbm_hash_row("1\t\\N", 4), dbm_hash_row("1\t", 2)));
+	CHECK(!dbm_h128_eq(dbm_hash_row("1\ta ", 4), dbm_hash_row("1\ta", 3)));
+	/* a duplicate row changes the sum */
+	dbm_h128 s3 = s1;
+	dbm_h128_add(&s3, x);
+	CHECK(!dbm_h128_eq(s1, s3));
+}
+
+static void
+bucket_is_stable_and_in_range(void)
+{
+	uint32_t b = dbm_hash_bucket("42", 2, 4096);
+	CHECK(b < 4096);
+	CHECK(b == dbm_hash_bucket("42", 2, 4096));
+	CHECK(dbm_hash_bucket("42", 2, 1) == 0);
+}
+
+static void
+buckets_merge_and_total(void)
+{
+	dbm_buckets *a = dbm_buckets_new(8), *b = dbm_buckets_new(8);
+	dbm_h128 h = {1, 2}, sum;
+	a->rows[3] = 2;
+	a->sum[3] = h;
+	b->rows[3] = 1;
+	b->sum[3] = h;
+	b->rows[7] = 5;
+	dbm_buckets_merge(a, b);
+	CHECK(a->rows[3] == 3 && a->sum[3].hi == 2 && a->sum[3].lo == 4);
+	CHECK(dbm_buckets_total(a, &sum) == 8);
+	CHECK(sum.hi == 2 && sum.lo == 4);
+	dbm_buckets_free(a);
+	dbm_buckets_free(b);
+	dbm_buckets_free(NULL);
+}
+
+static void
+copy_fields_split_on_tabs(void)
+{
+	const char *line = "1\t\\N\t\ta\\tb";
+	const char *s[8];
+	size_t l[8];
+	int n = dbm_copy_fields(line, strlen(line), s, l, 8);
+	CHECK(n == 4);
+	CHECK(l[0] == 1 && s[0][0] == '1');
+	CHECK(l[1] == 2 && strncmp(s[1], "\\N", 2) == 0);
+	CHECK(l[2] == 0);
+	CHECK(l[3] == 4);
+	CHECK(dbm_copy_fields(line, strlen(line), s, l, 2) == 2);
+}
+
+static void
+copy_escape_round_trip(void)
+{
+	const char *v = "a\tb\nc\\d\re\b\f\v";
+	dbm_buf e, d;
+	dbm_buf_init(&e);
+	dbm_buf_init(&d);
+	dbm_copy_escape(v, strlen(v), &e);
+	CHECK(strcmp(e.data, "a\\tb\\nc\\\\d\\re\\b\\f\\v") == 0);
+	CHECK(dbm_copy_unescape(e.data, e.len, &d));
+	CHECK(d.len == strlen(v) && memcmp(d.data, v, d.len) == 0);
+	dbm_buf_reset(&e);
+	dbm_copy_escape(NULL, 0, &e);
+	CHECK(strcmp(e.data, "\\N") == 0);
+	CHECK(!dbm_copy_unescape(e.data, e.len, &d));
+	CHECK(dbm_copy_unescape("", 0, &d) && d.len == 0);
+	dbm_buf_free(&e);
+	dbm_buf_free(&d);
+}
+
+static void
+parse_numbers_strictly(void)
+{
+	long v;
+	double d;
+	CHECK(dbm_parse_long("42", 0, 100, &v) && v == 42);
+	CHECK(!dbm_parse_long("42x", 0, 100, &v));
+	CHECK(!dbm_parse_long("", 0, 100, &v));
+	CHECK(!dbm_parse_long("101", 0, 100, &v));
+	CHECK(!dbm_parse_long("-1", 0, 100, &v));
+	CHECK(dbm_parse_seconds("0.5", &d) && d == 0.5);
+	CHECK(!dbm_parse_seconds("-1", &d));
+	CHECK(!dbm_parse_seconds("1s", &d));
+}
+
+static void
+buf_grows(void)
+{
+	dbm_buf b;
+	dbm_buf_init(&b);
+	for (int i = 0; i < 1000; i++)
+		dbm_buf_printf(&b, "%d,", i);
+	CHECK(b.len == strlen(b.data));
+	CHECK(strncmp(b.data, "0,1,2,", 6) == 0);
+	dbm_buf_reset(&b);
+	CHECK(b.len == 0 && b.data[0] == '\0');
+	dbm_buf_free(&b);
+}
+
+static void
+key_json_names_key_columns(void)
+{
+	char *cols[] = {"a b", "id", "v"};
+	char *types[] = {"text", "integer", "text"};
+	int key[] = {1, 0};
+	dbm_table t = {0};
+	t.ncols = 3;
+	t.cols = cols;
+	t.types = types;
+	t.nkey = 2;
+	t.key = key;
+	json_t *o = dbm_key_json(&t, "5\t\\N", 4);
+	char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	CHECK(strcmp(s, "{\"id\":\"5\",\"a b\":null}") == 0);
+	free(s);
+	json_decref(o);
+	t.nkey = 0; /* whole row */
+	o = dbm_key_json(&t, "x\\ty\t1\t", 7);
+	s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	CHECK(strcmp(s, "{\"a b\":\"x\\ty\",\"id\":\"1\",\"v\":\"\"}") == 0);
+	free(s);
+	json_decref(o);
+}
+
+static void
+table_patterns(void)
+{
+	CHECK(dbm_table_matches("t*", "public", "tab"));
+	CHECK(!dbm_table_matches("t*", "t", "x"));
+	CHECK(dbm_table_matches("public.*", "public", "x"));
+	CHECK(!dbm_table_matches("public.*", "other", "x"));
+	CHECK(dbm_table_matches("My Schema.a b", "My Schema", "a b"));
+}
+
+int
+main(void)
+{
+	printf("1..11\n");
+	TEST(h128_add_carries);
+	TEST(h128_hex_round_trip);
+	TEST(row_hash_is_order_independent_sum);
+	TEST(bucket_is_stable_and_in_range);
+	TEST(buckets_merge_and_total);
+	TEST(copy_fields_split_on_tabs);
+	TEST(copy_escape_round_trip);
+	TEST(parse_numbers_strictly);
+	TEST(buf_grows);
+	TEST(key_json_names_key_columns);
+	TEST(table_patterns);
+	return 0;
+}
