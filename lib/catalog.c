@@ -19,7 +19,7 @@ static const char *TABLES_SQL =
 	"WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition "
 	"  AND n.nspname <> 'information_schema' "
 	"  AND n.nspname !~ '^pg_' "
-	"ORDER BY 5 COLLATE \"C\"";
+	"ORDER BY format('%I.%I', n.nspname, c.relname) COLLATE \"C\"";
 
 static const char *COLUMNS_SQL =
 	"SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) "
@@ -38,10 +38,11 @@ static const char *RELS_SQL =
 	"SELECT format('ONLY %I.%I', n.nspname, c.relname), "
 	"       pg_catalog.pg_relation_size(c.oid) / "
 	"       current_setting('block_size')::bigint "
-	"FROM pg_catalog.pg_partition_tree($1::oid) p "
-	"JOIN pg_catalog.pg_class c ON c.oid = p.relid "
+	"FROM pg_catalog.pg_class c "
 	"JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-	"WHERE p.isleaf AND c.relkind = 'r' ORDER BY 1 COLLATE \"C\"";
+	"WHERE c.relkind = 'r' AND (c.oid = $1::oid OR c.oid IN "
+	"  (SELECT relid FROM pg_catalog.pg_partition_tree($1::oid) WHERE isleaf)) "
+	"ORDER BY format('ONLY %I.%I', n.nspname, c.relname) COLLATE \"C\"";
 
 bool
 dbm_table_matches(const char *pattern, const char *nsp, const char *rel)

@@ -306,11 +306,13 @@ main(int argc, char **argv)
 		rc = 2;
 		goto out;
 	}
-	while (!dbm_hashrun_finished(h))
+	for (int tick = 1; !dbm_hashrun_finished(h); tick++)
 	{
 		uint64_t nr, nb;
 		int td;
-		dbm_sleep(0.25, NULL);
+		dbm_sleep(0.02, NULL);
+		if (tick % 25)
+			continue;
 		dbm_hashrun_progress(h, &nr, &nb, &td);
 		dbm_progress_show(&prog, td, ntables, nr, nb);
 	}

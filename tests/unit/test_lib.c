@@ -4,6 +4,7 @@
 #include "catalog.h"
 #include "hash.h"
 #include "jsonl.h"
+#include "keymap.h"
 #include "unit.h"
 #include "util.h"
 
@@ -183,10 +184,37 @@ table_patterns(void)
 	CHECK(dbm_table_matches("My Schema.a b", "My Schema", "a b"));
 }
 
+static void
+keymap_counts_both_sides(void)
+{
+	dbm_keymap m;
+	dbm_h128 a = {1, 1}, b = {2, 2};
+	char key[32];
+	dbm_keymap_init(&m);
+	for (int i = 0; i < 5000; i++) /* forces growth */
+	{
+		int n = snprintf(key, sizeof(key), "k%d", i);
+		dbm_keymap_add(&m, key, (size_t) n, 0, a);
+		if (i % 2)
+			dbm_keymap_add(&m, key, (size_t) n, 1, i % 3 ? a : b);
+	}
+	CHECK(m.n == 5000);
+	dbm_keyent *e = dbm_keymap_get(&m, "k3", 2);
+	CHECK(e && e->count[0] == 1 && e->count[1] == 1);
+	CHECK(e && dbm_h128_eq(e->hash[1], b));
+	e = dbm_keymap_get(&m, "k4", 2);
+	CHECK(e && e->count[1] == 0);
+	CHECK(dbm_keymap_get(&m, "nope", 4) == NULL);
+	dbm_keymap_add(&m, "k4", 2, 0, a); /* duplicate rows count up */
+	CHECK(dbm_keymap_get(&m, "k4", 2)->count[0] == 2);
+	dbm_keymap_free(&m);
+	dbm_keymap_free(&m);
+}
+
 int
 main(void)
 {
-	printf("1..11\n");
+	printf("1..12\n");
 	TEST(h128_add_carries);
 	TEST(h128_hex_round_trip);
 	TEST(row_hash_is_order_independent_sum);
@@ -198,5 +226,6 @@ main(void)
 	TEST(buf_grows);
 	TEST(key_json_names_key_columns);
 	TEST(table_patterns);
+	TEST(keymap_counts_both_sides);
 	return 0;
 }
