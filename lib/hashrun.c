@@ -209,6 +209,8 @@ spill_open(void)
 	{
 		unlink(path);
 		f = fdopen(fd, "w+");
+		if (f)
+			setvbuf(f, NULL, _IOFBF, 1 << 16);
 	}
 	free(path);
 	return f;
@@ -218,9 +220,13 @@ static bool
 spill_write(FILE *f, uint32_t bucket, dbm_h128 h, const char *key,
 			uint32_t keylen)
 {
-	return fwrite(&bucket, sizeof(bucket), 1, f) == 1 &&
-		   fwrite(&h, sizeof(h), 1, f) == 1 &&
-		   fwrite(&keylen, sizeof(keylen), 1, f) == 1 &&
+	/* one record, one fwrite: bucket, row hash, key length, key */
+	char head[sizeof(bucket) + sizeof(h) + sizeof(keylen)];
+
+	memcpy(head, &bucket, sizeof(bucket));
+	memcpy(head + sizeof(bucket), &h, sizeof(h));
+	memcpy(head + sizeof(bucket) + sizeof(h), &keylen, sizeof(keylen));
+	return fwrite(head, sizeof(head), 1, f) == 1 &&
 		   (keylen == 0 || fwrite(key, keylen, 1, f) == 1);
 }
 

@@ -20,7 +20,10 @@
 
 /* Rows of differing buckets held in memory at once during a drill-down;
  * more differing buckets than this are drilled into in several passes. */
-#define DRILL_BUDGET_ROWS 1000000
+#define DRILL_BUDGET_ROWS 200000
+/* With --recheck, differing rows are held until the last recheck; a table
+ * with more than this many is reported at once instead. */
+#define RECHECK_MAX_ROWS 100000
 
 typedef enum
 {
@@ -208,12 +211,16 @@ load_spills(dbm_keymap *m, side_table *sides[2], const uint8_t *bits,
 	return ok;
 }
 
+/* Where the differing rows of each drill-down pass go; false to stop. */
+typedef bool (*diff_sink)(void *ctx, rowdiffs *pass);
+
 /* Drill into the buckets that differ between two sides' results of one
- * table, in passes of at most DRILL_BUDGET_ROWS rows. Only buckets set in
- * limit are looked at when limit is not NULL. */
+ * table, in passes of at most DRILL_BUDGET_ROWS rows; each pass's rows are
+ * sorted by key and handed to the sink, which owns them. Only buckets set
+ * in limit are looked at when limit is not NULL. */
 static bool
 drill_down(side_table *l, side_table *r, const uint8_t *limit,
-		   const char *table, rowdiffs *out)
+		   const char *table, diff_sink sink, void *ctx)
 {
 	uint32_t n = l->b->n;
 	uint8_t *bits = xcalloc(n / 8 + 1, 1);
@@ -231,11 +238,17 @@ drill_down(side_table *l, side_table *r, const uint8_t *limit,
 		if (any && (b == n || (differs && in_pass + rows > DRILL_BUDGET_ROWS)))
 		{
 			dbm_keymap m;
+			rowdiffs pass = {0};
+
 			dbm_keymap_init(&m);
 			ok = load_spills(&m, sides, bits, table);
 			if (ok)
-				collect_diffs(&m, out);
+				collect_diffs(&m, &pass);
 			dbm_keymap_free(&m);
+			qsort(pass.v, pass.n, sizeof(rowdiff), cmp_diff);
+			if (ok)
+				ok = sink(ctx, &pass);
+			diffs_free(&pass);
 			memset(bits, 0, n / 8 + 1);
 			in_pass = 0;
 			any = false;
@@ -249,6 +262,26 @@ drill_down(side_table *l, side_table *r, const uint8_t *limit,
 	}
 	free(bits);
 	return ok;
+}
+
+/* Sink that moves a pass's rows to the end of a list. */
+static bool
+sink_append(void *ctx, rowdiffs *pass)
+{
+	rowdiffs *d = ctx;
+	for (size_t i = 0; i < pass->n; i++)
+	{
+		if (d->n == d->cap)
+		{
+			d->cap = d->cap ? d->cap * 2 : 64;
+			d->v = xrealloc(d->v, sizeof(rowdiff) * d->cap);
+		}
+		d->v[d->n++] = pass->v[i];
+	}
+	free(pass->v);
+	pass->v = NULL;
+	pass->n = pass->cap = 0;
+	return true;
 }
 
 static bool
@@ -467,7 +500,50 @@ typedef struct
 	int left;  /* index in the first left side */
 	rowdiffs d;
 	uint8_t *bits; /* buckets of the differing rows */
+	bool reported; /* printed already: not rechecked */
 } pending;
+
+typedef struct
+{
+	const dbm_table *t;
+	summary *sum;
+	pending *p;
+	bool printing; /* rows go straight to stdout */
+	uint64_t lrows, rrows;
+} report_ctx;
+
+/* Sink of the first drill-down: print rows at once, or hold them for
+ * --recheck up to RECHECK_MAX_ROWS, past which the table is reported
+ * without a recheck so memory stays bounded. */
+static bool
+sink_report(void *ctx, rowdiffs *pass)
+{
+	report_ctx *c = ctx;
+
+	if (!c->printing && c->p->d.n + pass->n > RECHECK_MAX_ROWS)
+	{
+		dbm_log_warn("table %s: more than %d differing rows, reported without"
+					 " a recheck",
+					 c->t->name, RECHECK_MAX_ROWS);
+		c->printing = true;
+		c->p->reported = true;
+		c->sum->different++;
+		if (!print_table(c->t->name, "different", c->lrows, c->rrows))
+			return false;
+		if (!sink_report(ctx, &c->p->d))
+			return false;
+		diffs_free(&c->p->d);
+	}
+	if (!c->printing)
+		return sink_append(&c->p->d, pass);
+	for (size_t i = 0; i < pass->n; i++)
+	{
+		count_row(c->sum, &pass->v[i]);
+		if (!print_row(c->t, &pass->v[i]))
+			return false;
+	}
+	return true;
+}
 
 /* Re-hash the tables with differing rows in new snapshots and keep, for
  * each old differing row, only what still differs; a row whose difference
@@ -482,7 +558,7 @@ recheck(side *proto_l, side *proto_r, pending *p, int np, uint32_t nbuckets)
 	int *lpair = NULL, *rpair = NULL;
 
 	for (int k = 0; k < np; k++)
-		names[k] = p[k].name;
+		names[k] = p[k].reported ? "" : p[k].name;
 	l.h = r.h = NULL;
 	l.res.t = r.res.t = NULL;
 	if (!side_open(&l) || !side_open(&r))
@@ -506,6 +582,8 @@ recheck(side *proto_l, side *proto_r, pending *p, int np, uint32_t nbuckets)
 	{
 		rowdiffs now = {0};
 		int i;
+		if (p[k].reported)
+			continue;
 		for (i = 0; i < l.ntabs; i++)
 			if (strcmp(l.tabs[i].name, p[k].name) == 0)
 				break;
@@ -516,7 +594,7 @@ recheck(side *proto_l, side *proto_r, pending *p, int np, uint32_t nbuckets)
 			goto out_close;
 		}
 		if (!drill_down(&l.res.t[i], &r.res.t[lpair[i]], p[k].bits,
-						p[k].name, &now))
+						p[k].name, sink_append, &now))
 			goto out_close;
 		/* keep old rows that still differ */
 		size_t kept = 0;
@@ -586,6 +664,19 @@ compare_connections(const char *src, const char *dst, const dbm_filter *f,
 	r.o.conninfo = dst;
 	if (!side_open(&l) || !side_open(&r))
 		goto out; /* errors have already been logged */
+	for (int k = 0; k < f->ninclude; k++)
+	{
+		bool found = strpbrk(f->include[k], "*?[") != NULL;
+		for (int i = 0; i < l.ntabs && !found; i++)
+			found = dbm_table_matches(f->include[k], l.tabs[i].nsp, l.tabs[i].rel);
+		for (int i = 0; i < r.ntabs && !found; i++)
+			found = dbm_table_matches(f->include[k], r.tabs[i].nsp, r.tabs[i].rel);
+		if (!found)
+		{
+			dbm_log_error("table \"%s\" not found on either side", f->include[k]);
+			goto out;
+		}
+	}
 	lpair = xcalloc((size_t) l.ntabs + 1, sizeof(int));
 	rpair = xcalloc((size_t) r.ntabs + 1, sizeof(int));
 	pair_tables(&l, &r, lpair, rpair, &sum);
@@ -639,28 +730,24 @@ compare_connections(const char *src, const char *dst, const dbm_filter *f,
 		else
 		{
 			pending *p = &pend[npend++];
+			report_ctx rctx = {&l.tabs[i], &sum, p, rechecks == 0, lt->rows,
+							   rt->rows};
 			p->name = l.tabs[i].name;
 			p->left = i;
-			if (!drill_down(lt, rt, NULL, l.tabs[i].name, &p->d))
+			if (rctx.printing)
+			{
+				/* report now, nothing to wait for */
+				p->reported = true;
+				sum.different++;
+				if (!print_table(l.tabs[i].name, "different", lt->rows, rt->rows))
+					goto out;
+			}
+			if (!drill_down(lt, rt, NULL, l.tabs[i].name, sink_report, &rctx))
 				goto out;
-			qsort(p->d.v, p->d.n, sizeof(rowdiff), cmp_diff);
 			p->bits = xcalloc(nbuckets / 8 + 1, 1);
 			for (size_t k = 0; k < p->d.n; k++)
 				dbm_bit_set(p->bits, dbm_hash_bucket(p->d.v[k].key,
 													 p->d.v[k].keylen, nbuckets));
-			if (rechecks == 0)
-			{
-				/* report now, nothing to wait for */
-				sum.different++;
-				if (!print_table(l.tabs[i].name, "different", lt->rows, rt->rows))
-					goto out;
-				for (size_t k = 0; k < p->d.n; k++)
-				{
-					count_row(&sum, &p->d.v[k]);
-					if (!print_row(&l.tabs[i], &p->d.v[k]))
-						goto out;
-				}
-			}
 		}
 		/* the row records are no longer needed */
 		for (side_table *st = lt; st; st = st == lt ? rt : NULL)
@@ -679,7 +766,7 @@ compare_connections(const char *src, const char *dst, const dbm_filter *f,
 		{
 			size_t left = 0;
 			for (int k = 0; k < npend; k++)
-				left += pend[k].d.n;
+				left += pend[k].reported ? 0 : pend[k].d.n;
 			if (left == 0)
 				break;
 			dbm_sleep(wait, NULL);
@@ -689,6 +776,8 @@ compare_connections(const char *src, const char *dst, const dbm_filter *f,
 		for (int k = 0; k < npend; k++)
 		{
 			pending *p = &pend[k];
+			if (p->reported)
+				continue;
 			side_table *lt = &l.res.t[p->left], *rt = &r.res.t[lpair[p->left]];
 			const char *st = p->d.n ? "different" : "equal";
 			if (p->d.n)
