@@ -8,6 +8,7 @@
 #include "util.h"
 
 #include <fnmatch.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,7 +38,9 @@ static const char *KEY_SQL =
 static const char *RELS_SQL =
 	"SELECT format('ONLY %I.%I', n.nspname, c.relname), "
 	"       pg_catalog.pg_relation_size(c.oid) / "
-	"       current_setting('block_size')::bigint "
+	"       current_setting('block_size')::bigint, "
+	"       format('%I.%I', n.nspname, c.relname), "
+	"       greatest(c.reltuples, 0)::bigint "
 	"FROM pg_catalog.pg_class c "
 	"JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
 	"WHERE c.relkind = 'r' AND (c.oid = $1::oid OR c.oid IN "
@@ -118,6 +121,8 @@ load_table(PGconn *conn, const char *oid, dbm_table *t)
 		t->rels[i].from = xstrdup(PQgetvalue(res, i, 0));
 		dbm_parse_long(PQgetvalue(res, i, 1), 0, (long) 1 << 40, &pages);
 		t->rels[i].pages = pages;
+		t->rels[i].name = xstrdup(PQgetvalue(res, i, 2));
+		dbm_parse_long(PQgetvalue(res, i, 3), 0, LONG_MAX, &t->rels[i].tuples);
 	}
 	PQclear(res);
 	return true;
@@ -228,7 +233,10 @@ dbm_tables_free(dbm_table *tabs, int n)
 			free(t->types[c]);
 		}
 		for (int r = 0; r < t->nrels; r++)
+		{
 			free(t->rels[r].from);
+			free(t->rels[r].name);
+		}
 		free(t->cols);
 		free(t->types);
 		free(t->rels);

@@ -10,7 +10,9 @@
 typedef struct
 {
 	char *from;	 /* "ONLY schema.rel", quoted, for SELECT ... FROM */
+	char *name;	 /* schema.rel, quoted as format('%I.%I') */
 	long pages;	 /* heap size in blocks when listed */
+	long tuples; /* the planner's row estimate */
 } dbm_rel;
 
 typedef struct

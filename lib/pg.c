@@ -67,10 +67,22 @@ dbm_pg_error(PGconn *conn)
 PGconn *
 dbm_pg_connect(const char *conninfo, const char *appname)
 {
+	return dbm_pg_connect_ex(conninfo, appname, false);
+}
+
+PGconn *
+dbm_pg_connect_ex(const char *conninfo, const char *appname,
+				  bool replication)
+{
 	const char *keys[] = {"dbname", "fallback_application_name",
-						  "client_encoding", NULL};
-	const char *vals[] = {conninfo ? conninfo : "", appname, "UTF8", NULL};
-	PGconn *conn = PQconnectdbParams(keys, vals, 1);
+						  "client_encoding", "replication", NULL};
+	const char *vals[] = {conninfo ? conninfo : "", appname, "UTF8",
+						  "database", NULL};
+	PGconn *conn;
+
+	if (!replication)
+		keys[3] = NULL;
+	conn = PQconnectdbParams(keys, vals, 1);
 	char *shown;
 
 	if (conn == NULL || PQstatus(conn) != CONNECTION_OK)

@@ -13,6 +13,10 @@
  * logging on failure. appname is the fallback application_name.
  */
 PGconn *dbm_pg_connect(const char *conninfo, const char *appname);
+/* The same, optionally as a logical replication connection
+ * (replication=database), which also accepts SQL. */
+PGconn *dbm_pg_connect_ex(const char *conninfo, const char *appname,
+						  bool replication);
 
 /* A printable description of a conninfo without secrets; caller frees. */
 char *dbm_pg_redact(const char *conninfo);
