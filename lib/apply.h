@@ -1,0 +1,56 @@
+/* apply.h - the apply engine: normalized changes into a target database,
+ * with prepared statements, libpq pipeline mode, multi-row inserts, and
+ * the stream position written in the same transaction as the changes. */
+#ifndef DBM_APPLY_H
+#define DBM_APPLY_H
+
+#include "change.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct
+{
+	const char *conninfo;
+	const char *appname;
+	const char *schema; /* the toolkit's state schema, "dbm" */
+	const char *stream; /* key of the position row */
+	bool converge;		/* replays converge: upsert, delete if exists */
+	const char *origin; /* replication origin of the target session */
+} dbm_apply_opts;
+
+typedef struct dbm_apply dbm_apply;
+
+typedef struct
+{
+	uint64_t rows;		   /* row changes applied (committed) */
+	uint64_t transactions; /* target commits */
+	uint64_t missed;	   /* updates and deletes that found no row */
+} dbm_apply_stats;
+
+/* Connect, pin the session, create the state table. NULL after logging. */
+dbm_apply *dbm_apply_open(const dbm_apply_opts *o);
+/* The stored position of the stream: lsn (NULL if none; caller frees) and
+ * offsets as JSON text (NULL if none; caller frees). */
+bool dbm_apply_get_position(dbm_apply *a, char **lsn, char **offsets);
+/* First LSN from which each target table needs changes (dbm-snapshot's
+ * per-table copy position); 0 when unknown. */
+uint64_t dbm_apply_copy_lsn(dbm_apply *a, const char *qname);
+/* Map a source relation onto its target table; a table or column missing,
+ * added or retyped is an error naming it. */
+bool dbm_apply_map(dbm_apply *a, dbm_srcrel *r);
+/* Forget the mapping of a relation before it is freed. */
+void dbm_apply_unmap(dbm_apply *a, dbm_srcrel *r);
+/* Queue one change (opens the target transaction if needed). where names
+ * the change in error messages. */
+bool dbm_apply_change(dbm_apply *a, const dbm_change *c, const char *where);
+bool dbm_apply_truncate(dbm_apply *a, dbm_srcrel **rels, int n, bool cascade,
+						bool restart, const char *where);
+/* Write the position and commit everything queued. */
+bool dbm_apply_commit(dbm_apply *a, const char *lsn, const char *offsets);
+bool dbm_apply_in_txn(dbm_apply *a);
+uint64_t dbm_apply_pending_rows(dbm_apply *a);
+void dbm_apply_get_stats(dbm_apply *a, dbm_apply_stats *s);
+void dbm_apply_close(dbm_apply *a);
+
+#endif
