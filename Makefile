@@ -13,7 +13,7 @@ CFLAGS    += -std=c11 -Wall -Wextra -Werror -pthread -Ilib \
 LDLIBS    += $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lpq -lxxhash -ljansson) -pthread
 
 B          = build
-TOOLS      = dbm-hash dbm-diff dbm-snapshot
+TOOLS      = dbm-hash dbm-diff dbm-snapshot dbm-cdc-apply
 LIB_SRC    = $(wildcard lib/*.c)
 LIB_OBJ    = $(LIB_SRC:lib/%.c=$(B)/lib/%.o)
 BINS       = $(TOOLS:%=$(B)/%)
@@ -59,11 +59,14 @@ bench-hash: setup
 	@bench/hash.sh
 
 # man pages are generated from --help and committed
-man: $(BINS)
+# docs/man/<tool>.h2m, when present, gives NAME, SYNOPSIS, DESCRIPTION,
+# EXIT STATUS, EXAMPLES...; without one, NAME comes from --help's first line
+man: $(BINS) $(wildcard docs/man/*.h2m)
 	@for t in $(TOOLS); do \
+	  if [ -f docs/man/$$t.h2m ]; then set -- --include=docs/man/$$t.h2m; \
+	  else set -- --name="$$(build/$$t --help | head -1 | sed 's/^[^ ]* //')"; fi; \
 	  help2man --no-info --version-string="$$(build/$$t --version | awk '{print $$3}')" \
-	    --name="$$(build/$$t --help | head -1 | sed 's/^[^ ]* //')" \
-	    --output=docs/man/$$t.1 build/$$t || exit 1; done
+	    "$$@" --output=docs/man/$$t.1 build/$$t || exit 1; done
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR) $(DESTDIR)$(DATADIR)/runbooks

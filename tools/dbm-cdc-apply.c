@@ -1,0 +1,924 @@
+/* dbm-cdc-apply - apply a change stream to a target database, exactly
+ * once: from a PostgreSQL logical replication slot (pgoutput). See
+ * dbm-cdc-apply(1).
+ *
+ * Source transactions stay whole and in commit order; several are grouped
+ * into one target transaction, which also writes the stream position. The
+ * slot is told a position is flushed only after the target commit, so a
+ * kill at any moment loses nothing and applies nothing twice. */
+#define _POSIX_C_SOURCE 200809L
+#include "apply.h"
+#include "jsonl.h"
+#include "log.h"
+#include "pg.h"
+#include "pgoutput.h"
+#include "util.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t stop_requested = 0;
+
+static void
+on_signal(int sig)
+{
+	(void) sig;
+	stop_requested = 1;
+}
+
+typedef enum
+{
+	STOP_NONE,
+	STOP_LSN,
+	STOP_IDLE,
+	STOP_SIGNAL,
+	STOP_ERROR
+} stop_reason;
+
+static const char *const stop_name[] = {"none", "lsn", "idle", "signal", "error"};
+
+typedef struct
+{
+	/* options */
+	const char *source, *target, *slot, *publication, *stream, *schema;
+	const char *metrics_file, *skip_origin;
+	uint64_t stop_lsn;
+	double until_idle;
+	long batch_rows, batch_ms;
+	double progress_every;
+	bool print;
+
+	/* connections */
+	PGconn *repl;
+	dbm_apply *ap;
+
+	/* relations by id */
+	dbm_srcrel **rels;
+	int nrels;
+
+	/* the source transaction being received */
+	bool in_txn;
+	bool skip_txn;
+	dbm_pgo_begin begin;
+	char *origin;
+
+	/* the target batch */
+	int batch_txns;
+	int64_t batch_started;
+	uint64_t batch_end_lsn;
+	int64_t batch_commit_time;
+
+	/* positions */
+	uint64_t start_lsn;	  /* applied before this run */
+	uint64_t flushed_lsn; /* committed on the target */
+	uint64_t server_lsn;  /* the server's end of WAL as last seen */
+	int64_t applied_commit_time;
+	int64_t last_data;	  /* monotonic ms of the last transaction data */
+	int64_t last_feedback;
+
+	/* counters for --print and progress */
+	uint64_t printed;
+	uint64_t txns;		   /* source transactions received */
+	uint64_t applied_txns; /* source transactions committed on the target */
+	int64_t started;
+	int64_t last_progress;
+	uint64_t last_progress_rows;
+	dbm_buf where;
+} cdc;
+
+static void
+usage(void)
+{
+	printf("dbm-cdc-apply applies a change stream to a target PostgreSQL database.\n"
+		   "\n"
+		   "Usage:\n"
+		   "  dbm-cdc-apply [OPTION]... --slot=NAME --source=CONNINFO --target=CONNINFO\n"
+		   "  dbm-cdc-apply [OPTION]... --slot=NAME --source=CONNINFO --print\n"
+		   "\n"
+		   "Changes come from a logical replication slot over pgoutput (the slot made\n"
+		   "by dbm-snapshot --slot). Source transactions are applied whole and in\n"
+		   "commit order, several per target transaction, and the stream position is\n"
+		   "stored in the target's dbm.apply_position in that same transaction: a\n"
+		   "restart continues exactly where the last commit left off.\n"
+		   "\n"
+		   "Options:\n"
+		   "      --source=CONNINFO       database with the slot (default: $DBM_SOURCE)\n"
+		   "      --target=CONNINFO       database to apply to (default: $DBM_TARGET)\n"
+		   "      --slot=NAME             logical replication slot (pgoutput)\n"
+		   "      --publication=NAME      publication to stream (default: the slot name)\n"
+		   "      --stream=NAME           key of the position row (default: the slot name)\n"
+		   "      --stop-at-lsn=LSN       stop once everything up to LSN is applied\n"
+		   "      --until-idle=SECS       stop after SECS without a source transaction\n"
+		   "      --batch-rows=N          rows per target transaction (default 10000)\n"
+		   "      --batch-ms=MS           longest wait before a target commit (default 200)\n"
+		   "      --skip-origin=NAME      skip source transactions from this replication\n"
+		   "                              origin (the reverse stream of a cutover)\n"
+		   "      --print                 apply nothing: print the normalized changes\n"
+		   "      --metrics-file=PATH     write Prometheus metrics there (atomically)\n"
+		   "      --progress-interval=SECS  seconds between progress lines (default 5)\n"
+		   "      --dbm-schema=NAME       schema for the toolkit's state (default dbm)\n"
+		   "      --log-json              diagnostics on stderr as JSON lines\n"
+		   "  -V, --version               print the version and exit\n"
+		   "  -h, --help                  print this help and exit\n"
+		   "\n"
+		   "SIGINT or SIGTERM: the current source transaction is finished and committed,\n"
+		   "a stopped line is printed, exit 0.\n"
+		   "Exit status: 0 stopped as asked, 2 error (usage, connection, a change the\n"
+		   "target cannot take; nothing of the failing batch is committed).\n");
+}
+
+static int64_t
+now_pg_us(void)
+{
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	return (int64_t) tv.tv_sec * 1000000 + tv.tv_usec - DBM_PG_EPOCH_OFFSET_US;
+}
+
+static void
+pg_time_format(int64_t us, char *out, size_t n)
+{
+	time_t secs = (time_t) ((us + DBM_PG_EPOCH_OFFSET_US) / 1000000);
+	struct tm tm;
+	gmtime_r(&secs, &tm);
+	snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900,
+			 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+			 (int) (((us % 1000000) + 1000000) % 1000000));
+}
+
+static bool
+send_feedback(cdc *c, bool reply)
+{
+	char msg[1 + 8 + 8 + 8 + 8 + 1];
+	uint64_t flush = c->print ? 0 : c->flushed_lsn;
+
+	/* Standby status update: 'r', written, flushed, applied, send time,
+	 * reply requested */
+	msg[0] = 'r';
+	dbm_put_u64(msg + 1, c->server_lsn > flush ? c->server_lsn : flush);
+	dbm_put_u64(msg + 9, flush);
+	dbm_put_u64(msg + 17, flush);
+	dbm_put_u64(msg + 25, (uint64_t) now_pg_us());
+	msg[33] = reply ? 1 : 0;
+	if (PQputCopyData(c->repl, msg, sizeof(msg)) != 1 || PQflush(c->repl) != 0)
+	{
+		dbm_log_error("could not send feedback to the source: %s",
+					  dbm_pg_error(c->repl));
+		return false;
+	}
+	c->last_feedback = dbm_now_ms();
+	return true;
+}
+
+static dbm_srcrel *
+find_rel(cdc *c, uint32_t id)
+{
+	for (int i = 0; i < c->nrels; i++)
+		if (c->rels[i]->id == id)
+			return c->rels[i];
+	return NULL;
+}
+
+static bool
+commit_batch(cdc *c)
+{
+	char lsn[32];
+
+	if (c->batch_txns == 0)
+		return true;
+	dbm_lsn_format(c->batch_end_lsn, lsn);
+	if (c->ap && !dbm_apply_commit(c->ap, lsn, NULL))
+		return false; /* errors have already been logged */
+	c->flushed_lsn = c->batch_end_lsn;
+	c->applied_commit_time = c->batch_commit_time;
+	c->applied_txns += (uint64_t) c->batch_txns;
+	c->batch_txns = 0;
+	return send_feedback(c, false);
+}
+
+static bool
+write_metrics(cdc *c, uint64_t rows, uint64_t txns, double rate, uint64_t lag_bytes,
+			  double lag_secs)
+{
+	char *tmp;
+	FILE *f;
+	bool ok;
+
+	if (c->metrics_file == NULL)
+		return true;
+	tmp = xasprintf("%s.tmp", c->metrics_file);
+	if ((f = fopen(tmp, "w")) == NULL)
+	{
+		dbm_log_error("could not open file \"%s\": %m", tmp);
+		free(tmp);
+		return false;
+	}
+	fprintf(f,
+			"# HELP dbm_apply_rows_total Row changes applied to the target.\n"
+			"# TYPE dbm_apply_rows_total counter\n"
+			"dbm_apply_rows_total{stream=\"%s\"} %llu\n"
+			"# HELP dbm_apply_transactions_total Source transactions applied.\n"
+			"# TYPE dbm_apply_transactions_total counter\n"
+			"dbm_apply_transactions_total{stream=\"%s\"} %llu\n"
+			"# HELP dbm_apply_lsn Applied position (LSN as a number).\n"
+			"# TYPE dbm_apply_lsn gauge\n"
+			"dbm_apply_lsn{stream=\"%s\"} %llu\n"
+			"# HELP dbm_apply_lag_bytes WAL bytes the target is behind the source.\n"
+			"# TYPE dbm_apply_lag_bytes gauge\n"
+			"dbm_apply_lag_bytes{stream=\"%s\"} %llu\n"
+			"# HELP dbm_apply_lag_seconds Source commit time of the last applied transaction to now.\n"
+			"# TYPE dbm_apply_lag_seconds gauge\n"
+			"dbm_apply_lag_seconds{stream=\"%s\"} %.3f\n"
+			"# HELP dbm_apply_rows_per_second Rows applied per second over the last interval.\n"
+			"# TYPE dbm_apply_rows_per_second gauge\n"
+			"dbm_apply_rows_per_second{stream=\"%s\"} %.1f\n",
+			c->stream, (unsigned long long) rows, c->stream, (unsigned long long) txns,
+			c->stream, (unsigned long long) c->flushed_lsn, c->stream,
+			(unsigned long long) lag_bytes, c->stream, lag_secs, c->stream, rate);
+	ok = fclose(f) == 0 && rename(tmp, c->metrics_file) == 0;
+	if (!ok)
+		dbm_log_error("could not write file \"%s\": %m", c->metrics_file);
+	free(tmp);
+	return ok;
+}
+
+static bool
+progress(cdc *c, bool force)
+{
+	int64_t now = dbm_now_ms();
+	dbm_apply_stats st = {0};
+	char lsn[32];
+	uint64_t lag_bytes;
+	double lag_secs = 0, rate;
+
+	if (!force && now - c->last_progress < (int64_t) (c->progress_every * 1000))
+		return true;
+	if (c->ap)
+		dbm_apply_get_stats(c->ap, &st);
+	else
+		st.rows = c->printed;
+	st.transactions = c->applied_txns;
+	lag_bytes = c->server_lsn > c->flushed_lsn ? c->server_lsn - c->flushed_lsn : 0;
+	if (lag_bytes > 0 && c->applied_commit_time)
+		lag_secs = (double) (now_pg_us() - c->applied_commit_time) / 1e6;
+	rate = now > c->last_progress
+			   ? (double) (st.rows - c->last_progress_rows) * 1000.0 /
+					 (double) (now - (c->last_progress ? c->last_progress : c->started))
+			   : 0;
+	c->last_progress = now;
+	c->last_progress_rows = st.rows;
+	dbm_lsn_format(c->flushed_lsn, lsn);
+	if (!write_metrics(c, st.rows, st.transactions, rate, lag_bytes, lag_secs))
+		return false;
+	if (force)
+		return true;
+	return dbm_jsonl_print(json_pack("{s:s,s:I,s:I,s:s,s:I,s:f,s:f}", "type", "progress",
+									 "applied", (json_int_t) st.rows, "transactions",
+									 (json_int_t) st.transactions, "lsn", lsn,
+									 "lag_bytes", (json_int_t) lag_bytes, "lag_seconds",
+									 lag_secs, "rate", rate)) &&
+		   fflush(stdout) == 0;
+}
+
+static const char *
+where(cdc *c, const dbm_srcrel *r, const char *op)
+{
+	char lsn[32];
+	dbm_lsn_format(c->begin.final_lsn, lsn);
+	dbm_buf_reset(&c->where);
+	dbm_buf_printf(&c->where, "%s %s in the transaction committed at %s (xid %u)",
+				   r ? r->qname : "", op, lsn, c->begin.xid);
+	return c->where.data;
+}
+
+static json_t *
+vals_json(const dbm_srcrel *r, const dbm_val *v, bool key_only)
+{
+	json_t *o = json_object();
+	for (int i = 0; i < r->ncols; i++)
+	{
+		if (key_only && !r->key[i])
+			continue;
+		if (v[i].kind == DBM_VAL_UNCHANGED)
+			continue; /* never written: the stored value stays */
+		json_object_set_new(o, r->cols[i],
+							v[i].kind == DBM_VAL_NULL
+								? json_null()
+								: json_stringn(v[i].data, v[i].len));
+	}
+	return o;
+}
+
+static bool
+print_change(cdc *c, const dbm_change *ch)
+{
+	static const char *ops[] = {['I'] = "insert", ['U'] = "update", ['D'] = "delete"};
+	char lsn[32];
+	json_t *o;
+	const dbm_val *keysrc = ch->oldv ? ch->oldv : ch->newv;
+
+	dbm_lsn_format(c->begin.final_lsn, lsn);
+	o = json_pack("{s:s,s:s,s:s,s:s,s:I}", "type", "change", "op", ops[ch->op], "table",
+				  ch->rel->qname, "lsn", lsn, "xid", (json_int_t) c->begin.xid);
+	json_object_set_new(o, "key", vals_json(ch->rel, keysrc, true));
+	if (ch->newv)
+		json_object_set_new(o, "new", vals_json(ch->rel, ch->newv, false));
+	if (ch->oldv)
+		json_object_set_new(o, "old", vals_json(ch->rel, ch->oldv, ch->old_is_key));
+	c->printed++;
+	return dbm_jsonl_print(o);
+}
+
+/* Should this change be skipped: already applied, or already in the copy? */
+static bool
+skip_rel(cdc *c, dbm_srcrel *r)
+{
+	if (c->skip_txn)
+		return true;
+	if (c->ap)
+	{
+		uint64_t copy = dbm_apply_copy_lsn(c->ap, r->qname);
+		if (copy && c->begin.final_lsn < copy)
+			return true;
+	}
+	return false;
+}
+
+/* Handle one pgoutput message. false after logging. */
+static bool
+handle(cdc *c, const char *msg, size_t len)
+{
+	dbm_rd rd;
+	char kind;
+
+	dbm_rd_init(&rd, msg, len);
+	kind = (char) dbm_rd_u8(&rd);
+	switch (kind)
+	{
+		case 'B': /* Begin: Int64 final LSN, Int64 commit time, Int32 xid */
+			c->begin.final_lsn = dbm_rd_u64(&rd);
+			c->begin.commit_time = (int64_t) dbm_rd_u64(&rd);
+			c->begin.xid = dbm_rd_u32(&rd);
+			c->in_txn = true;
+			c->skip_txn = c->begin.final_lsn < c->start_lsn;
+			c->last_data = dbm_now_ms();
+			free(c->origin);
+			c->origin = NULL;
+			break;
+
+		case 'O': /* Origin: Int64 origin LSN, String name */
+			dbm_rd_u64(&rd);
+			c->origin = xstrdup(dbm_rd_str(&rd));
+			if (c->skip_origin && strcmp(c->origin, c->skip_origin) == 0)
+				c->skip_txn = true;
+			break;
+
+		case 'R': /* Relation */
+		{
+			dbm_srcrel *r = dbm_pgo_relation(&rd), *old;
+			if (r == NULL)
+				goto bad;
+			if (c->ap && !dbm_apply_map(c->ap, r))
+			{
+				dbm_srcrel_free(r);
+				return false;
+			}
+			if ((old = find_rel(c, r->id)) != NULL)
+			{
+				for (int i = 0; i < c->nrels; i++)
+					if (c->rels[i] == old)
+						c->rels[i] = r;
+				if (c->ap)
+					dbm_apply_unmap(c->ap, old);
+				dbm_srcrel_free(old);
+			}
+			else
+			{
+				c->rels = xrealloc(c->rels, sizeof(dbm_srcrel *) * (size_t) (c->nrels + 1));
+				c->rels[c->nrels++] = r;
+			}
+			break;
+		}
+
+		case 'Y': /* Type: the apply maps columns by name, nothing to keep */
+			break;
+
+		case 'I': /* Insert: Int32 relid, 'N', TupleData */
+		case 'U': /* Update: Int32 relid, ['K'|'O' TupleData], 'N' TupleData */
+		case 'D': /* Delete: Int32 relid, 'K'|'O', TupleData */
+		{
+			uint32_t id = dbm_rd_u32(&rd);
+			dbm_srcrel *r = find_rel(c, id);
+			dbm_val *newv = NULL, *oldv = NULL;
+			dbm_change ch = {0};
+			char tag;
+			bool ok = true;
+
+			if (r == NULL)
+			{
+				dbm_log_error("change for relation %u before its Relation message", id);
+				return false;
+			}
+			if (!c->in_txn)
+				goto bad;
+			if (skip_rel(c, r))
+				break;
+			tag = (char) dbm_rd_u8(&rd);
+			if (tag == 'K' || tag == 'O')
+			{
+				oldv = xcalloc((size_t) r->ncols + 1, sizeof(dbm_val));
+				if (!dbm_pgo_tuple(&rd, r->ncols, oldv))
+				{
+					free(oldv);
+					goto bad;
+				}
+				ch.old_is_key = tag == 'K';
+				if (kind == 'U')
+					tag = (char) dbm_rd_u8(&rd);
+			}
+			if (kind != 'D')
+			{
+				if (tag != 'N')
+				{
+					free(oldv);
+					goto bad;
+				}
+				newv = xcalloc((size_t) r->ncols + 1, sizeof(dbm_val));
+				if (!dbm_pgo_tuple(&rd, r->ncols, newv))
+				{
+					free(oldv);
+					free(newv);
+					goto bad;
+				}
+			}
+			ch.op = (dbm_op) kind;
+			ch.rel = r;
+			ch.newv = newv;
+			ch.oldv = oldv;
+			if (c->print)
+				ok = print_change(c, &ch);
+			else
+				ok = dbm_apply_change(c->ap, &ch,
+									  where(c, r, kind == 'I' ? "insert" : kind == 'U' ? "update" : "delete"));
+			free(oldv);
+			free(newv);
+			if (!ok)
+				return false;
+			break;
+		}
+
+		case 'T': /* Truncate: Int32 nrels, Int8 options, Int32 relid[] */
+		{
+			uint32_t n = dbm_rd_u32(&rd);
+			uint8_t opts = dbm_rd_u8(&rd);
+			dbm_srcrel **list;
+			int nl = 0;
+			bool ok = true;
+
+			if (rd.bad || n > 100000)
+				goto bad;
+			list = xcalloc(n + 1, sizeof(dbm_srcrel *));
+			for (uint32_t i = 0; i < n; i++)
+			{
+				dbm_srcrel *r = find_rel(c, dbm_rd_u32(&rd));
+				if (r && !skip_rel(c, r))
+					list[nl++] = r;
+			}
+			if (rd.bad)
+			{
+				free(list);
+				goto bad;
+			}
+			if (nl > 0 && c->print)
+			{
+				char lsn[32];
+				dbm_lsn_format(c->begin.final_lsn, lsn);
+				for (int i = 0; i < nl && ok; i++)
+					ok = dbm_jsonl_print(json_pack("{s:s,s:s,s:s,s:s,s:I,s:b,s:b}", "type",
+												   "change", "op", "truncate", "table",
+												   list[i]->qname, "lsn", lsn, "xid",
+												   (json_int_t) c->begin.xid, "cascade",
+												   (opts & 1) != 0, "restart_identity",
+												   (opts & 2) != 0));
+			}
+			else if (nl > 0)
+				ok = dbm_apply_truncate(c->ap, list, nl, (opts & 1) != 0, (opts & 2) != 0,
+										where(c, list[0], "truncate"));
+			free(list);
+			if (!ok)
+				return false;
+			break;
+		}
+
+		case 'M': /* Message: Int8 flags, Int64 LSN, String prefix, Int32 len, bytes */
+		{
+			uint8_t flags = dbm_rd_u8(&rd);
+			uint64_t mlsn = dbm_rd_u64(&rd);
+			const char *prefix = dbm_rd_str(&rd);
+			uint32_t mlen = dbm_rd_u32(&rd);
+			const char *content = dbm_rd_bytes(&rd, mlen);
+			char lsn[32];
+
+			if (rd.bad)
+				goto bad;
+			if (c->print && !c->skip_txn)
+			{
+				json_t *ct = json_stringn(content, mlen);
+				dbm_lsn_format(mlsn, lsn);
+				if (!dbm_jsonl_print(json_pack("{s:s,s:s,s:s,s:b,s:o}", "type", "message",
+											   "lsn", lsn, "prefix", prefix,
+											   "transactional", (flags & 1) != 0, "content",
+											   ct ? ct : json_null())))
+					return false;
+			}
+			break;
+		}
+
+		case 'C': /* Commit: Int8 flags, Int64 commit LSN, Int64 end LSN, Int64 time */
+		{
+			dbm_pgo_commit cm;
+			dbm_rd_u8(&rd);
+			cm.commit_lsn = dbm_rd_u64(&rd);
+			cm.end_lsn = dbm_rd_u64(&rd);
+			cm.commit_time = (int64_t) dbm_rd_u64(&rd);
+			if (rd.bad || !c->in_txn)
+				goto bad;
+			c->in_txn = false;
+			if (c->print && !c->skip_txn)
+			{
+				char lsn[32], ts[96];
+				dbm_lsn_format(cm.end_lsn, lsn);
+				pg_time_format(cm.commit_time, ts, sizeof(ts));
+				if (!dbm_jsonl_print(json_pack("{s:s,s:s,s:I,s:s}", "type", "commit", "lsn",
+											   lsn, "xid", (json_int_t) c->begin.xid,
+											   "commit_time", ts)))
+					return false;
+			}
+			if (c->skip_txn && (!c->ap || !dbm_apply_in_txn(c->ap)) && c->batch_txns == 0)
+			{
+				/* nothing pending: the skipped transaction counts as done */
+				if (cm.end_lsn > c->flushed_lsn && cm.end_lsn > c->start_lsn)
+					c->flushed_lsn = cm.end_lsn;
+				break;
+			}
+			if (c->batch_txns == 0)
+				c->batch_started = dbm_now_ms();
+			c->batch_txns++;
+			c->txns++;
+			c->batch_end_lsn = cm.end_lsn;
+			c->batch_commit_time = cm.commit_time;
+			if ((c->ap && (long) dbm_apply_pending_rows(c->ap) >= c->batch_rows) ||
+				dbm_now_ms() - c->batch_started >= c->batch_ms ||
+				(c->stop_lsn && cm.end_lsn >= c->stop_lsn) || stop_requested)
+				return commit_batch(c);
+			break;
+		}
+
+		default:
+			dbm_log_error("unknown pgoutput message type '%c'", kind);
+			return false;
+	}
+	if (rd.bad)
+		goto bad;
+	return true;
+
+bad:
+	dbm_log_error("malformed pgoutput message '%c' from the source", kind);
+	return false;
+}
+
+static stop_reason
+stream(cdc *c)
+{
+	for (;;)
+	{
+		char *buf;
+		int r;
+
+		if (!c->in_txn)
+		{
+			if (stop_requested)
+				return commit_batch(c) ? STOP_SIGNAL : STOP_ERROR;
+			if (c->stop_lsn && c->flushed_lsn >= c->stop_lsn && c->batch_txns == 0)
+				return STOP_LSN;
+		}
+		r = PQgetCopyData(c->repl, &buf, 1);
+		if (r == 0)
+		{
+			struct pollfd pfd = {PQsocket(c->repl), POLLIN, 0};
+			int64_t now = dbm_now_ms();
+
+			/* nothing buffered: commit what is complete rather than wait */
+			if (!c->in_txn && c->batch_txns > 0 && !commit_batch(c))
+				return STOP_ERROR;
+			if (c->stop_lsn && !c->in_txn && c->flushed_lsn >= c->stop_lsn)
+				return STOP_LSN;
+			if (c->until_idle > 0 && !c->in_txn &&
+				now - c->last_data >= (int64_t) (c->until_idle * 1000))
+				return STOP_IDLE;
+			if (now - c->last_feedback >= 10000 && !send_feedback(c, false))
+				return STOP_ERROR;
+			if (!progress(c, false))
+				return STOP_ERROR;
+			if (poll(&pfd, 1, 100) < 0 && errno != EINTR)
+			{
+				dbm_log_error("could not wait for the source: %m");
+				return STOP_ERROR;
+			}
+			if (PQconsumeInput(c->repl) != 1)
+			{
+				dbm_log_error("lost the source connection: %s", dbm_pg_error(c->repl));
+				return STOP_ERROR;
+			}
+			continue;
+		}
+		if (r == -1)
+		{
+			dbm_log_error("the source ended the replication stream");
+			return STOP_ERROR;
+		}
+		if (r < 0)
+		{
+			dbm_log_error("lost the source connection: %s", dbm_pg_error(c->repl));
+			return STOP_ERROR;
+		}
+		if (buf[0] == 'k' && r >= 18)
+		{
+			/* Primary keepalive: Int64 end of WAL, Int64 time, Byte1 reply */
+			dbm_rd rd;
+			uint64_t end;
+			bool reply;
+			dbm_rd_init(&rd, buf + 1, (size_t) r - 1);
+			end = dbm_rd_u64(&rd);
+			dbm_rd_u64(&rd);
+			reply = dbm_rd_u8(&rd) != 0;
+			if (end > c->server_lsn)
+				c->server_lsn = end;
+			/* caught up: everything the server sent before this point is
+			 * applied, so that much is flushed */
+			if (!c->in_txn && c->batch_txns == 0 && end > c->flushed_lsn &&
+				end >= c->start_lsn)
+				c->flushed_lsn = end;
+			if (reply && !send_feedback(c, false))
+			{
+				PQfreemem(buf);
+				return STOP_ERROR;
+			}
+		}
+		else if (buf[0] == 'w' && r >= 25)
+		{
+			/* XLogData: Int64 start, Int64 end of WAL, Int64 time, message */
+			dbm_rd rd;
+			uint64_t end;
+			dbm_rd_init(&rd, buf + 1, 24);
+			dbm_rd_u64(&rd);
+			end = dbm_rd_u64(&rd);
+			if (end > c->server_lsn)
+				c->server_lsn = end;
+			if (!handle(c, buf + 25, (size_t) r - 25))
+			{
+				PQfreemem(buf);
+				return STOP_ERROR;
+			}
+		}
+		PQfreemem(buf);
+	}
+}
+
+static bool
+start_replication(cdc *c)
+{
+	char lsn[32], *q, *pub, *sql;
+	PGresult *res;
+
+	dbm_lsn_format(c->start_lsn, lsn);
+	q = PQescapeIdentifier(c->repl, c->slot, strlen(c->slot));
+	{
+		/* publication_names is a comma-separated list of quoted names */
+		char *qp = PQescapeIdentifier(c->repl, c->publication, strlen(c->publication));
+		pub = PQescapeLiteral(c->repl, qp, strlen(qp));
+		PQfreemem(qp);
+	}
+	sql = xasprintf("START_REPLICATION SLOT %s LOGICAL %s (proto_version '1',"
+					" publication_names %s, messages 'true')",
+					q, lsn, pub);
+	res = PQexec(c->repl, sql);
+	free(sql);
+	PQfreemem(q);
+	PQfreemem(pub);
+	if (PQresultStatus(res) != PGRES_COPY_BOTH)
+	{
+		dbm_log_error("could not start replication from slot \"%s\": %s", c->slot,
+					  dbm_pg_error(c->repl));
+		PQclear(res);
+		return false;
+	}
+	PQclear(res);
+	return true;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option long_options[] = {
+		/* source and target */
+		{"source", required_argument, NULL, 's'},
+		{"target", required_argument, NULL, 'g'},
+		{"slot", required_argument, NULL, 'l'},
+		{"publication", required_argument, NULL, 'P'},
+		{"stream", required_argument, NULL, 'n'},
+		{"dbm-schema", required_argument, NULL, 'S'},
+		{"skip-origin", required_argument, NULL, 'O'},
+		/* bounds */
+		{"stop-at-lsn", required_argument, NULL, 'a'},
+		{"until-idle", required_argument, NULL, 'i'},
+		/* batching */
+		{"batch-rows", required_argument, NULL, 'r'},
+		{"batch-ms", required_argument, NULL, 'm'},
+		/* output */
+		{"print", no_argument, NULL, 'p'},
+		{"metrics-file", required_argument, NULL, 'M'},
+		{"progress-interval", required_argument, NULL, 'I'},
+		{"log-json", no_argument, NULL, 'L'},
+		{"version", no_argument, NULL, 'V'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0}};
+	cdc c = {0};
+	int opt, rc = 2;
+	stop_reason why = STOP_ERROR;
+
+	dbm_log_init(argv[0]);
+	c.source = getenv("DBM_SOURCE");
+	c.target = getenv("DBM_TARGET");
+	c.schema = "dbm";
+	c.batch_rows = 10000;
+	c.batch_ms = 200;
+	c.progress_every = 5;
+	while ((opt = getopt_long(argc, argv, "Vh", long_options, NULL)) != -1)
+	{
+		switch (opt)
+		{
+			case 's': c.source = optarg; break;
+			case 'g': c.target = optarg; break;
+			case 'l': c.slot = optarg; break;
+			case 'P': c.publication = optarg; break;
+			case 'n': c.stream = optarg; break;
+			case 'S': c.schema = optarg; break;
+			case 'O': c.skip_origin = optarg; break;
+			case 'a':
+				if (!dbm_lsn_parse(optarg, &c.stop_lsn) || c.stop_lsn == 0)
+				{
+					dbm_log_error("invalid value \"%s\" for --stop-at-lsn: expected an LSN like 0/1A2B3C",
+								  optarg);
+					dbm_log_usage_hint();
+					return 2;
+				}
+				break;
+			case 'i':
+				if (!dbm_parse_seconds(optarg, &c.until_idle) || c.until_idle <= 0)
+				{
+					dbm_log_error("invalid value \"%s\" for --until-idle: expected seconds", optarg);
+					dbm_log_usage_hint();
+					return 2;
+				}
+				break;
+			case 'r':
+				if (!dbm_parse_long(optarg, 1, 100000000, &c.batch_rows))
+				{
+					dbm_log_error("invalid value \"%s\" for --batch-rows", optarg);
+					dbm_log_usage_hint();
+					return 2;
+				}
+				break;
+			case 'm':
+				if (!dbm_parse_long(optarg, 0, 3600000, &c.batch_ms))
+				{
+					dbm_log_error("invalid value \"%s\" for --batch-ms", optarg);
+					dbm_log_usage_hint();
+					return 2;
+				}
+				break;
+			case 'p': c.print = true; break;
+			case 'M': c.metrics_file = optarg; break;
+			case 'I':
+				if (!dbm_parse_seconds(optarg, &c.progress_every) || c.progress_every <= 0)
+				{
+					dbm_log_error("invalid value \"%s\" for --progress-interval", optarg);
+					dbm_log_usage_hint();
+					return 2;
+				}
+				break;
+			case 'L': dbm_log_set_json(true); break;
+			case 'V': printf("dbm-cdc-apply (dbm) %s\n", DBM_VERSION); return 0;
+			case 'h': usage(); return 0;
+			default: dbm_log_usage_hint(); return 2;
+		}
+	}
+	if (optind < argc)
+	{
+		dbm_log_error("reading changes from \"%s\" is not supported yet: use --slot",
+					  argv[optind]);
+		dbm_log_usage_hint();
+		return 2;
+	}
+	if (c.slot == NULL)
+	{
+		dbm_log_error("--slot is required");
+		dbm_log_usage_hint();
+		return 2;
+	}
+	if (c.source == NULL)
+	{
+		dbm_log_error("--source is required");
+		dbm_log_usage_hint();
+		return 2;
+	}
+	if (c.target == NULL && !c.print)
+	{
+		dbm_log_error("--target is required (or --print)");
+		dbm_log_usage_hint();
+		return 2;
+	}
+	if (c.publication == NULL)
+		c.publication = c.slot;
+	if (c.stream == NULL)
+		c.stream = c.slot;
+	dbm_buf_init(&c.where);
+	c.started = dbm_now_ms();
+	c.last_data = c.started;
+	c.last_progress = c.started;
+
+	if (!c.print)
+	{
+		dbm_apply_opts ao = {.conninfo = c.target,
+							 .appname = "dbm-cdc-apply",
+							 .schema = c.schema,
+							 .stream = c.stream,
+							 .converge = false,
+							 .origin = NULL};
+		char *lsn = NULL, *offsets = NULL;
+		if ((c.ap = dbm_apply_open(&ao)) == NULL ||
+			!dbm_apply_get_position(c.ap, &lsn, &offsets))
+			goto out;
+		if (lsn)
+			dbm_lsn_parse(lsn, &c.start_lsn);
+		free(lsn);
+		free(offsets);
+		c.flushed_lsn = c.start_lsn;
+	}
+	if ((c.repl = dbm_pg_connect_ex(c.source, "dbm-cdc-apply", true)) == NULL)
+		goto out;
+	if (!start_replication(&c))
+		goto out;
+
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	why = stream(&c);
+	if (why == STOP_ERROR)
+		goto out;
+	progress(&c, true);
+	{
+		dbm_apply_stats st = {0};
+		char lsn[32];
+		if (c.ap)
+			dbm_apply_get_stats(c.ap, &st);
+		else
+			st.rows = c.printed;
+		st.transactions = c.applied_txns;
+		dbm_lsn_format(c.flushed_lsn, lsn);
+		if (dbm_jsonl_print(json_pack("{s:s,s:s,s:s,s:I,s:I,s:I}", "type", "stopped",
+									  "reason", stop_name[why], "lsn", lsn, "applied",
+									  (json_int_t) st.rows, "transactions",
+									  (json_int_t) st.transactions, "missed",
+									  (json_int_t) st.missed)))
+			rc = 0;
+	}
+	if (c.repl)
+	{
+		/* tell the slot what is flushed before leaving */
+		send_feedback(&c, false);
+	}
+
+out:
+	dbm_apply_close(c.ap);
+	PQfinish(c.repl);
+	for (int i = 0; i < c.nrels; i++)
+		dbm_srcrel_free(c.rels[i]);
+	free(c.rels);
+	free(c.origin);
+	dbm_buf_free(&c.where);
+	if (fclose(stdout) != 0 && rc == 0)
+	{
+		dbm_log_error("could not write to stdout: %m");
+		rc = 2;
+	}
+	return rc;
+}
