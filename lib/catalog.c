@@ -48,8 +48,12 @@ static const char *RELS_SQL =
 	"ORDER BY format('ONLY %I.%I', n.nspname, c.relname) COLLATE \"C\"";
 
 bool
-dbm_table_matches(const char *pattern, const char *nsp, const char *rel)
+dbm_table_matches(const char *pattern, const char *nsp, const char *rel,
+				  const char *qname)
 {
+	/* the name as the tools print it matches too, quotes and all */
+	if (qname && fnmatch(pattern, qname, 0) == 0)
+		return true;
 	/* With a dot the pattern names schema.table, without one the table in
 	 * any schema. */
 	if (strchr(pattern, '.'))
@@ -187,10 +191,10 @@ dbm_catalog_tables(PGconn *conn, const dbm_filter *f, dbm_table **out,
 		if (f->skip_schema && strcmp(nsp, f->skip_schema) == 0)
 			continue;
 		for (int i = 0; i < f->ninclude; i++)
-			if (dbm_table_matches(f->include[i], nsp, rel))
+			if (dbm_table_matches(f->include[i], nsp, rel, PQgetvalue(res, r, 4)))
 				take = m[i] = true;
 		for (int i = 0; i < f->nexclude && take; i++)
-			if (dbm_table_matches(f->exclude[i], nsp, rel))
+			if (dbm_table_matches(f->exclude[i], nsp, rel, PQgetvalue(res, r, 4)))
 				take = false;
 		if (!take)
 			continue;

@@ -51,7 +51,8 @@ bool dbm_catalog_tables(PGconn *conn, const dbm_filter *f, dbm_table **out,
 void dbm_tables_free(dbm_table *t, int n);
 
 /* Does a table name match a pattern (see dbm-hash(1), TABLE PATTERNS)? */
-bool dbm_table_matches(const char *pattern, const char *nsp, const char *rel);
+bool dbm_table_matches(const char *pattern, const char *nsp, const char *rel,
+					   const char *qname);
 
 /* Use the named columns as the key instead of the table's own; false if a
  * column is missing. */

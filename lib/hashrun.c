@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct
@@ -53,6 +54,7 @@ struct dbm_hashrun
 	int next_emit;	/* under lock */
 
 	pthread_mutex_t lock;
+	pthread_cond_t emitted; /* next_emit moved */
 	pthread_t *threads;
 	int nthreads;
 	atomic_int failed;
@@ -98,6 +100,7 @@ dbm_hashrun_open(const dbm_hash_opts *o)
 
 	h->o = *o;
 	pthread_mutex_init(&h->lock, NULL);
+	pthread_cond_init(&h->emitted, NULL);
 	if ((h->coord = dbm_pg_connect(o->conninfo, o->appname)) == NULL)
 		goto out_fail;
 	if (!begin_snapshot(h->coord, o->snapshot))
@@ -267,6 +270,7 @@ emit_ready(dbm_hashrun *h)
 			ts->r.b = NULL;
 		}
 		h->next_emit++;
+		pthread_cond_broadcast(&h->emitted);
 	}
 }
 
@@ -460,7 +464,31 @@ worker(void *argp)
 			pthread_mutex_unlock(&h->lock);
 			break;
 		}
-		p = &h->pieces[h->next_piece++];
+		/* row lines of a table must not mix with another table's: with a
+		 * row callback, a table's pieces wait until the previous tables
+		 * are done */
+		while (h->rcb && h->next_piece < h->npieces &&
+			   h->pieces[h->next_piece].table != h->next_emit &&
+			   !atomic_load(&h->failed))
+		{
+			/* timed, so a failure elsewhere is noticed without a signal */
+			struct timespec ts_wait;
+			clock_gettime(CLOCK_REALTIME, &ts_wait);
+			ts_wait.tv_nsec += 100000000L;
+			if (ts_wait.tv_nsec >= 1000000000L)
+			{
+				ts_wait.tv_sec++;
+				ts_wait.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&h->emitted, &h->lock, &ts_wait);
+		}
+		if (atomic_load(&h->failed) || h->next_piece >= h->npieces)
+		{
+			pthread_mutex_unlock(&h->lock);
+			break;
+		}
+		p = &h->pieces[h->next_piece];
+		h->next_piece++;
 		ts = &h->ts[p->table];
 		if (ts->started == 0)
 			ts->started = dbm_now_ms();
@@ -479,6 +507,7 @@ worker(void *argp)
 		if (!ok)
 		{
 			atomic_store(&h->failed, 1);
+			pthread_cond_broadcast(&h->emitted);
 			if (spill)
 				fclose(spill);
 		}
@@ -624,5 +653,6 @@ dbm_hashrun_free(dbm_hashrun *h)
 	free(h->threads);
 	free(h->snapshot);
 	pthread_mutex_destroy(&h->lock);
+	pthread_cond_destroy(&h->emitted);
 	free(h);
 }

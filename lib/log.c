@@ -94,3 +94,11 @@ dbm_log_usage_hint(void)
 {
 	fprintf(stderr, "Try \"%s --help\" for more information.\n", progname);
 }
+
+void
+dbm_log_bad_option(char **argv, int optind_now)
+{
+	const char *arg = optind_now > 0 ? argv[optind_now - 1] : "";
+	dbm_log_error("unknown option or missing value: \"%s\"", arg);
+	fprintf(stderr, "Try \"%s --help\" for more information.\n", progname);
+}

@@ -13,5 +13,8 @@ void dbm_log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void dbm_log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Print the "Try --help" hint after a usage error. */
 void dbm_log_usage_hint(void);
+/* After getopt_long returned '?' (with opterr = 0): one error line naming
+ * the argument, and the hint. */
+void dbm_log_bad_option(char **argv, int optind_now);
 
 #endif

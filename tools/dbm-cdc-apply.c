@@ -756,6 +756,7 @@ main(int argc, char **argv)
 	stop_reason why = STOP_ERROR;
 
 	dbm_log_init(argv[0]);
+	opterr = 0;
 	c.source = getenv("DBM_SOURCE");
 	c.target = getenv("DBM_TARGET");
 	c.schema = "dbm";
@@ -819,7 +820,7 @@ main(int argc, char **argv)
 			case 'L': dbm_log_set_json(true); break;
 			case 'V': printf("dbm-cdc-apply (dbm) %s\n", DBM_VERSION); return 0;
 			case 'h': usage(); return 0;
-			default: dbm_log_usage_hint(); return 2;
+			default: dbm_log_bad_option(argv, optind); return 2;
 		}
 	}
 	if (optind < argc)

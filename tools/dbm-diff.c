@@ -53,7 +53,7 @@ typedef struct
 
 typedef struct
 {
-	uint64_t tables, equal, different, missing, extra;
+	uint64_t tables, equal, different, missing, extra, incompatible;
 	uint64_t rows_missing, rows_extra, rows_changed, rows_unstable;
 	bool trouble; /* exit 2 */
 } summary;
@@ -96,7 +96,8 @@ usage(void)
 		   "      --target=CONNINFO       actual side (default: $DBM_TARGET)\n"
 		   "  -t, --table=PATTERN         only tables matching the glob PATTERN;\n"
 		   "                              repeatable\n"
-		   "  -T, --exclude-table=PATTERN leave out matching tables; repeatable\n"
+		   "  -T, --exclude-table=PATTERN\n"
+		   "                              leave out matching tables; repeatable\n"
 		   "      --buckets=N             buckets per table (default 4096)\n"
 		   "  -j, --jobs=N                parallel readers per side (default 1)\n"
 		   "      --split-pages=N         with --jobs, split tables larger than N\n"
@@ -320,10 +321,11 @@ static bool
 print_summary(const summary *s)
 {
 	return dbm_jsonl_print(json_pack(
-		"{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "type", "summary",
+		"{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "type", "summary",
 		"tables", (json_int_t) s->tables, "equal", (json_int_t) s->equal,
 		"different", (json_int_t) s->different, "missing",
 		(json_int_t) s->missing, "extra", (json_int_t) s->extra,
+		"incompatible", (json_int_t) s->incompatible,
 		"rows_missing", (json_int_t) s->rows_missing, "rows_extra",
 		(json_int_t) s->rows_extra, "rows_changed",
 		(json_int_t) s->rows_changed, "rows_unstable",
@@ -448,15 +450,27 @@ pair_tables(side *l, side *r, int *lpair, int *rpair, summary *sum)
 			const char *bad = NULL, *where = "target";
 			char **lkey = xcalloc((size_t) lt->nkey + 1, sizeof(char *));
 
+			/* compare the column sets, naming the first column that is
+			 * on one side only */
 			for (int a = 0; a < lt->ncols && !bad; a++)
-				if (a >= rt->ncols || strcmp(lt->cols[a], rt->cols[a]) != 0)
+			{
+				bool found = false;
+				for (int b = 0; b < rt->ncols && !found; b++)
+					found = strcmp(lt->cols[a], rt->cols[b]) == 0;
+				if (!found)
 					bad = lt->cols[a];
-			for (int a = 0; a < rt->ncols && !bad; a++)
-				if (a >= lt->ncols || strcmp(lt->cols[a], rt->cols[a]) != 0)
+			}
+			for (int b = 0; b < rt->ncols && !bad; b++)
+			{
+				bool found = false;
+				for (int a = 0; a < lt->ncols && !found; a++)
+					found = strcmp(lt->cols[a], rt->cols[b]) == 0;
+				if (!found)
 				{
-					bad = rt->cols[a];
+					bad = rt->cols[b];
 					where = "source";
 				}
+			}
 			for (int k = 0; k < lt->nkey; k++)
 				lkey[k] = lt->cols[lt->key[k]];
 			if (bad)
@@ -668,9 +682,9 @@ compare_connections(const char *src, const char *dst, const dbm_filter *f,
 	{
 		bool found = strpbrk(f->include[k], "*?[") != NULL;
 		for (int i = 0; i < l.ntabs && !found; i++)
-			found = dbm_table_matches(f->include[k], l.tabs[i].nsp, l.tabs[i].rel);
+			found = dbm_table_matches(f->include[k], l.tabs[i].nsp, l.tabs[i].rel, l.tabs[i].name);
 		for (int i = 0; i < r.ntabs && !found; i++)
-			found = dbm_table_matches(f->include[k], r.tabs[i].nsp, r.tabs[i].rel);
+			found = dbm_table_matches(f->include[k], r.tabs[i].nsp, r.tabs[i].rel, r.tabs[i].name);
 		if (!found)
 		{
 			dbm_log_error("table \"%s\" not found on either side", f->include[k]);
@@ -712,8 +726,12 @@ compare_connections(const char *src, const char *dst, const dbm_filter *f,
 			j++;
 			continue;
 		}
-		if (lpair[i] < 0) /* other columns, already reported */
+		if (lpair[i] < 0) /* other columns, already reported on stderr */
 		{
+			sum.tables++;
+			sum.incompatible++;
+			if (!print_table(l.tabs[i].name, "incompatible", 0, 0))
+				goto out;
 			i++;
 			j++;
 			continue;
@@ -1032,7 +1050,9 @@ compare_blocks(fside *ls, fblock *l, fside *rs, fblock *r, summary *sum)
 					  " %s:%ld and %s:%ld",
 					  l->name, ls->r.path, l->line, rs->r.path, r->line);
 		sum->trouble = true;
-		return true;
+		sum->tables++;
+		sum->incompatible++;
+		return print_table(l->name, "incompatible", 0, 0);
 	}
 	for (uint32_t i = 0; i < l->nbuckets; i++)
 	{
@@ -1195,6 +1215,7 @@ main(int argc, char **argv)
 	int c, rc;
 
 	dbm_log_init(argv[0]);
+	opterr = 0;
 	while ((c = getopt_long(argc, argv, "t:T:j:Vh", long_options, NULL)) != -1)
 	{
 		switch (c)
@@ -1250,7 +1271,7 @@ main(int argc, char **argv)
 			case 'L': dbm_log_set_json(true); break;
 			case 'V': printf("dbm-diff (dbm) %s\n", DBM_VERSION); return 0;
 			case 'h': usage(); return 0;
-			default: dbm_log_usage_hint(); return 2;
+			default: dbm_log_bad_option(argv, optind); return 2;
 		}
 	}
 

@@ -41,7 +41,8 @@ usage(void)
 		   "  -t, --table=PATTERN         only tables matching the glob PATTERN\n"
 		   "                              (schema.table, or table in any schema);\n"
 		   "                              repeatable\n"
-		   "  -T, --exclude-table=PATTERN leave out matching tables; repeatable\n"
+		   "  -T, --exclude-table=PATTERN\n"
+		   "                              leave out matching tables; repeatable\n"
 		   "      --buckets=N             buckets per table (default 4096); both\n"
 		   "                              sides of a comparison must use the same\n"
 		   "  -j, --jobs=N                parallel readers (default 1)\n"
@@ -208,6 +209,7 @@ main(int argc, char **argv)
 	int64_t started = dbm_now_ms();
 
 	dbm_log_init(argv[0]);
+	opterr = 0;
 	while ((c = getopt_long(argc, argv, "d:t:T:j:rVh", long_options, NULL)) !=
 		   -1)
 	{
@@ -248,7 +250,7 @@ main(int argc, char **argv)
 			case 'L': dbm_log_set_json(true); break;
 			case 'V': printf("dbm-hash (dbm) %s\n", DBM_VERSION); return 0;
 			case 'h': usage(); return 0;
-			default: dbm_log_usage_hint(); return 2;
+			default: dbm_log_bad_option(argv, optind); return 2;
 		}
 	}
 	if (optind < argc)
@@ -285,7 +287,7 @@ main(int argc, char **argv)
 		if (has_glob(incl[i]))
 			continue;
 		for (int t = 0; t < ntables && !found; t++)
-			found = dbm_table_matches(incl[i], tabs[t].nsp, tabs[t].rel);
+			found = dbm_table_matches(incl[i], tabs[t].nsp, tabs[t].rel, tabs[t].name);
 		if (!found)
 		{
 			dbm_log_error("table \"%s\" not found", incl[i]);

@@ -96,7 +96,8 @@ usage(void)
 		   "                              TABLES if missing (default: the slot name)\n"
 		   "  -t, --table=PATTERN         only tables matching the glob PATTERN;\n"
 		   "                              repeatable\n"
-		   "  -T, --exclude-table=PATTERN leave out matching tables; repeatable\n"
+		   "  -T, --exclude-table=PATTERN\n"
+		   "                              leave out matching tables; repeatable\n"
 		   "  -j, --jobs=N                pieces copied in parallel (default 4)\n"
 		   "      --split-rows=N          split tables of more than N rows (planner\n"
 		   "                              estimate) into ctid ranges (default 1000000)\n"
@@ -608,6 +609,7 @@ main(int argc, char **argv)
 	int skipped = 0;
 
 	dbm_log_init(argv[0]);
+	opterr = 0;
 	while ((c = getopt_long(argc, argv, "t:T:j:Vh", long_options, NULL)) != -1)
 	{
 		switch (c)
@@ -639,7 +641,7 @@ main(int argc, char **argv)
 			case 'L': dbm_log_set_json(true); break;
 			case 'V': printf("dbm-snapshot (dbm) %s\n", DBM_VERSION); return 0;
 			case 'h': usage(); return 0;
-			default: dbm_log_usage_hint(); return 2;
+			default: dbm_log_bad_option(argv, optind); return 2;
 		}
 	}
 	if (optind < argc)

@@ -177,11 +177,13 @@ key_json_names_key_columns(void)
 static void
 table_patterns(void)
 {
-	CHECK(dbm_table_matches("t*", "public", "tab"));
-	CHECK(!dbm_table_matches("t*", "t", "x"));
-	CHECK(dbm_table_matches("public.*", "public", "x"));
-	CHECK(!dbm_table_matches("public.*", "other", "x"));
-	CHECK(dbm_table_matches("My Schema.a b", "My Schema", "a b"));
+	CHECK(dbm_table_matches("t*", "public", "tab", NULL));
+	CHECK(!dbm_table_matches("t*", "t", "x", NULL));
+	CHECK(dbm_table_matches("public.*", "public", "x", NULL));
+	CHECK(!dbm_table_matches("public.*", "other", "x", NULL));
+	CHECK(dbm_table_matches("My Schema.a b", "My Schema", "a b", NULL));
+	CHECK(dbm_table_matches("public.\"Order*", "public", "OrderNotes",
+							"public.\"OrderNotes\""));
 }
 
 static void
