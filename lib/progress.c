@@ -32,6 +32,25 @@ dbm_progress_show(dbm_progress *p, int tables_done, int tables,
 }
 
 void
+dbm_progress_show_eta(dbm_progress *p, int done, int total, uint64_t rows,
+					  uint64_t bytes, uint64_t total_bytes)
+{
+	double secs = (double) (dbm_now_ms() - p->started) / 1000.0;
+	double rate = secs > 0 ? (double) bytes / secs : 0;
+
+	if (!p->on)
+		return;
+	fprintf(stderr, "\r%s: %d/%d pieces, %llu rows, %.1f MB/s", dbm_progname(),
+			done, total, (unsigned long long) rows, rate / 1e6);
+	if (rate > 0 && total_bytes > bytes)
+		fprintf(stderr, ", ETA %.0f s   ", (double) (total_bytes - bytes) / rate);
+	else
+		fprintf(stderr, "   ");
+	fflush(stderr);
+	p->shown = true;
+}
+
+void
 dbm_progress_end(dbm_progress *p)
 {
 	if (p->on && p->shown)

@@ -857,8 +857,8 @@ main(int argc, char **argv)
 				break;
 			dbm_sleep(0.05, NULL);
 			if (tick % 10 == 0)
-				dbm_progress_show(&prog, s.next, s.npieces, atomic_load(&s.rows),
-								  atomic_load(&s.bytes));
+				dbm_progress_show_eta(&prog, s.next, s.npieces, atomic_load(&s.rows),
+									  atomic_load(&s.bytes), s.total_bytes);
 		}
 		for (int i = 0; i < nthreads; i++)
 			pthread_join(threads[i], NULL);
