@@ -20,6 +20,7 @@
 #include <string.h>
 
 #define PIPE_CHUNK 1000
+#define PIPE_BYTES (4 << 20) /* parameter bytes in flight before a drain */
 #define INSERT_BATCH 64
 #define FIRST_NORMAL_OID 16384
 
@@ -75,6 +76,7 @@ struct dbm_apply
 	char ins_where[112];
 
 	uint64_t txn_rows;
+	size_t inflight_bytes;
 	dbm_apply_stats st;
 	uint64_t txn_missed;
 
@@ -466,7 +468,10 @@ drain(dbm_apply *a, int keep)
 		}
 	}
 	if (a->first_item == a->nitems)
+	{
 		a->first_item = a->nitems = 0;
+		a->inflight_bytes = 0;
+	}
 	return ok;
 }
 
@@ -481,7 +486,10 @@ send_prepared(dbm_apply *a, const char *name, int n, const char *const *vals,
 		return false;
 	}
 	push_item(a, 'q', op, where, m);
-	if (a->nitems - a->first_item >= PIPE_CHUNK)
+	for (int i = 0; i < n; i++)
+		if (vals[i])
+			a->inflight_bytes += strlen(vals[i]);
+	if (a->nitems - a->first_item >= PIPE_CHUNK || a->inflight_bytes >= PIPE_BYTES)
 		return drain(a, 0);
 	return true;
 }
