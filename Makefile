@@ -13,7 +13,7 @@ CFLAGS    += -std=c11 -Wall -Wextra -Werror -pthread -Ilib \
 LDLIBS    += $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lpq -lxxhash -ljansson) -pthread
 
 B          = build
-TOOLS      = dbm-hash dbm-diff dbm-snapshot dbm-cdc-apply
+TOOLS      = dbm-hash dbm-diff dbm-snapshot dbm-cdc-apply dbm-freeze dbm-switch dbm-rollback
 LIB_SRC    = $(wildcard lib/*.c)
 LIB_OBJ    = $(LIB_SRC:lib/%.c=$(B)/lib/%.o)
 BINS       = $(TOOLS:%=$(B)/%)

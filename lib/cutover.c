@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 PGconn *
@@ -339,3 +340,53 @@ dbm_readonly_set(PGconn *conn, bool on)
 	PQclear(res);
 	return ok;
 }
+
+/* Run the router command; false after logging. */
+static bool
+run_exec(const char *cmd, const char *source, const char *target, const char *db,
+		 const char *route_to)
+{
+	setenv("DBM_SOURCE", source, 1);
+	setenv("DBM_TARGET", target, 1);
+	setenv("DBM_DATABASE", db ? db : "", 1);
+	setenv("DBM_ROUTE_TO", route_to, 1);
+	fflush(stdout);
+	int st = system(cmd);
+	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+	{
+		dbm_log_error("command \"%s\" failed (status %d)", cmd,
+					  st == -1 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+		return false;
+	}
+	return true;
+}
+
+bool
+dbm_route_repoint(const char *admin_ci, const char *ini, const char *db, const char *to,
+		const char *exec_cmd, const char *source, const char *target,
+		const char *route_to)
+{
+	PGconn *admin;
+	bool ok;
+
+	if (exec_cmd)
+		return run_exec(exec_cmd, source, target, db, route_to);
+	if (!dbm_bouncer_repoint(ini, db, to))
+		return false;
+	if ((admin = dbm_pg_connect_raw(admin_ci, dbm_progname())) == NULL)
+		return false;
+	ok = dbm_bouncer(admin, "RELOAD", NULL);
+	/* server connections still open to the old side go once released */
+	if (ok)
+	{
+		PGresult *res = PQexec(admin, "RECONNECT");
+		PQclear(res);
+		char *sql = xasprintf("RECONNECT \"%s\"", db);
+		PQclear(PQexec(admin, sql));
+		free(sql);
+	}
+	ok = ok && dbm_bouncer(admin, "RESUME", db);
+	PQfinish(admin);
+	return ok;
+}
+

@@ -46,6 +46,13 @@ bool dbm_sequences_copy(PGconn *from, PGconn *to, int *n);
 bool dbm_bouncer_repoint(const char *ini, const char *db,
 						 const char *conninfo);
 
+/* Point the application at "to": rewrite the pgbouncer ini entry, RELOAD,
+ * RECONNECT, RESUME; or run exec_cmd with DBM_SOURCE, DBM_TARGET,
+ * DBM_DATABASE and DBM_ROUTE_TO (route_to) in its environment. */
+bool dbm_route_repoint(const char *admin_ci, const char *ini, const char *db,
+					   const char *to, const char *exec_cmd, const char *source,
+					   const char *target, const char *route_to);
+
 /* Milliseconds since the Unix epoch, and the ISO 8601 UTC form of it. */
 int64_t dbm_epoch_ms(void);
 void dbm_epoch_iso(int64_t ms, char out[96]);

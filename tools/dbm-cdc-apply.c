@@ -49,7 +49,7 @@ typedef struct
 {
 	/* options */
 	const char *source, *target, *slot, *publication, *stream, *schema;
-	const char *metrics_file, *skip_origin;
+	const char *metrics_file, *skip_origin, *origin_name;
 	uint64_t stop_lsn;
 	double until_idle;
 	long batch_rows, batch_ms;
@@ -119,8 +119,12 @@ usage(void)
 		   "      --until-idle=SECS       stop after SECS without a source transaction\n"
 		   "      --batch-rows=N          rows per target transaction (default 10000)\n"
 		   "      --batch-ms=MS           longest wait before a target commit (default 200)\n"
-		   "      --skip-origin=NAME      skip source transactions from this replication\n"
-		   "                              origin (the reverse stream of a cutover)\n"
+		   "      --origin=NAME           replication origin of the target sessions\n"
+		   "                              (default dbm)\n"
+		   "      --skip-origin=NAME      skip source transactions that carry this\n"
+		   "                              origin (default dbm: what a dbm-cdc-apply\n"
+		   "                              applied there), so streams never echo\n"
+		   "      --no-origin             neither (needs no superuser)\n"
 		   "      --print                 apply nothing: print the normalized changes\n"
 		   "      --metrics-file=PATH     write Prometheus metrics there (atomically)\n"
 		   "      --progress-interval=SECS  seconds between progress lines (default 5)\n"
@@ -337,11 +341,19 @@ print_change(cdc *c, const dbm_change *ch)
 	return dbm_jsonl_print(o);
 }
 
+/* The toolkit's own state tables are never carried over; its barrier
+ * table is, so a cutover can wait for the barrier row. */
+static bool
+own_table(cdc *c, const dbm_srcrel *r)
+{
+	return strcmp(r->nsp, c->schema) == 0 && strcmp(r->name, "barrier") != 0;
+}
+
 /* Should this change be skipped: already applied, or already in the copy? */
 static bool
 skip_rel(cdc *c, dbm_srcrel *r)
 {
-	if (c->skip_txn)
+	if (c->skip_txn || own_table(c, r))
 		return true;
 	if (c->ap)
 	{
@@ -386,7 +398,7 @@ handle(cdc *c, const char *msg, size_t len)
 			dbm_srcrel *r = dbm_pgo_relation(&rd), *old;
 			if (r == NULL)
 				goto bad;
-			if (c->ap && !dbm_apply_map(c->ap, r))
+			if (c->ap && !own_table(c, r) && !dbm_apply_map(c->ap, r))
 			{
 				dbm_srcrel_free(r);
 				return false;
@@ -737,6 +749,8 @@ main(int argc, char **argv)
 		{"stream", required_argument, NULL, 'n'},
 		{"dbm-schema", required_argument, NULL, 'S'},
 		{"skip-origin", required_argument, NULL, 'O'},
+		{"origin", required_argument, NULL, 'o'},
+		{"no-origin", no_argument, NULL, 'N'},
 		/* bounds */
 		{"stop-at-lsn", required_argument, NULL, 'a'},
 		{"until-idle", required_argument, NULL, 'i'},
@@ -752,6 +766,7 @@ main(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}};
 	cdc c = {0};
+	bool no_origin = false;
 	int opt, rc = 2;
 	stop_reason why = STOP_ERROR;
 
@@ -774,6 +789,8 @@ main(int argc, char **argv)
 			case 'n': c.stream = optarg; break;
 			case 'S': c.schema = optarg; break;
 			case 'O': c.skip_origin = optarg; break;
+			case 'o': c.origin_name = optarg; break;
+			case 'N': no_origin = true; break;
 			case 'a':
 				if (!dbm_lsn_parse(optarg, &c.stop_lsn) || c.stop_lsn == 0)
 				{
@@ -850,6 +867,13 @@ main(int argc, char **argv)
 	}
 	if (c.publication == NULL)
 		c.publication = c.slot;
+	/* forward and reverse streams never echo each other: what this tool
+	 * applies carries its origin, and transactions with that origin
+	 * coming back are skipped */
+	if (c.origin_name == NULL && !no_origin)
+		c.origin_name = "dbm";
+	if (c.skip_origin == NULL && !no_origin)
+		c.skip_origin = "dbm";
 	if (c.stream == NULL)
 		c.stream = c.slot;
 	dbm_buf_init(&c.where);
@@ -864,7 +888,7 @@ main(int argc, char **argv)
 							 .schema = c.schema,
 							 .stream = c.stream,
 							 .converge = false,
-							 .origin = NULL};
+							 .origin = c.origin_name};
 		char *lsn = NULL, *offsets = NULL;
 		if ((c.ap = dbm_apply_open(&ao)) == NULL ||
 			!dbm_apply_get_position(c.ap, &lsn, &offsets))
