@@ -124,8 +124,11 @@ dbm_apply_open(const dbm_apply_opts *o)
 					"CREATE TABLE IF NOT EXISTS %s.apply_position ("
 					" stream text PRIMARY KEY, lsn pg_lsn, offsets jsonb,"
 					" source_commit_time timestamptz,"
-					" updated_at timestamptz NOT NULL DEFAULT now())",
-					a->qschema, a->qschema);
+					" updated_at timestamptz NOT NULL DEFAULT now());"
+					"CREATE TABLE IF NOT EXISTS %s.barrier ("
+					" id bigint PRIMARY KEY, kind text NOT NULL,"
+					" at timestamptz NOT NULL DEFAULT now())",
+					a->qschema, a->qschema, a->qschema);
 	if (!dbm_pg_command(a->cat, sql, "could not create the position table on the target"))
 	{
 		free(sql);

@@ -376,15 +376,9 @@ dbm_route_repoint(const char *admin_ci, const char *ini, const char *db, const c
 	if ((admin = dbm_pg_connect_raw(admin_ci, dbm_progname())) == NULL)
 		return false;
 	ok = dbm_bouncer(admin, "RELOAD", NULL);
-	/* server connections still open to the old side go once released */
-	if (ok)
-	{
-		PGresult *res = PQexec(admin, "RECONNECT");
-		PQclear(res);
-		char *sql = xasprintf("RECONNECT \"%s\"", db);
-		PQclear(PQexec(admin, sql));
-		free(sql);
-	}
+	/* no RECONNECT: PAUSE already closed the server connections, RELOAD
+	 * points new ones at the other side (and RECONNECT right after RELOAD
+	 * crashes pgbouncer 1.18) */
 	ok = ok && dbm_bouncer(admin, "RESUME", db);
 	PQfinish(admin);
 	return ok;

@@ -47,7 +47,7 @@ bool dbm_bouncer_repoint(const char *ini, const char *db,
 						 const char *conninfo);
 
 /* Point the application at "to": rewrite the pgbouncer ini entry, RELOAD,
- * RECONNECT, RESUME; or run exec_cmd with DBM_SOURCE, DBM_TARGET,
+ * RESUME; or run exec_cmd with DBM_SOURCE, DBM_TARGET,
  * DBM_DATABASE and DBM_ROUTE_TO (route_to) in its environment. */
 bool dbm_route_repoint(const char *admin_ci, const char *ini, const char *db,
 					   const char *to, const char *exec_cmd, const char *source,

@@ -649,6 +649,56 @@ make_typed()
 	[ "$rss" -lt 100000 ]
 }
 
+@test "memory stays bounded with wide rows and no primary key: 300k missing rows of 500 bytes" {
+	[[ -x /usr/bin/time ]] || skip "/usr/bin/time is not installed"
+	ps_ -c 'CREATE TABLE wide (a int, b text)' \
+		-c "INSERT INTO wide SELECT g, repeat(md5(g::text), 16) FROM generate_series(1, 300000) g"
+	pd_ -c 'CREATE TABLE wide (a int, b text)'
+	rc=0
+	/usr/bin/time -f %M -o "$OUT/rss" dbm-diff --source "$S" --target "$D" \
+		>"$OUT/out" 2>"$OUT/err" || rc=$?
+	assert_equal "$rc" 1
+	assert_equal "$(cat "$OUT/err")" ""
+	assert_equal "$(grep -c '"status":"missing"' "$OUT/out")" 300000
+	summary_is "$OUT/out" "$ZERO" '{"tables":1,"different":1,"rows_missing":300000}'
+	[ "$(dbm_checksum "$D" wide)" != "$(dbm_checksum "$S" wide)" ]
+	rss=$(tail -n 1 "$OUT/rss")
+	echo "peak RSS of dbm-diff, wide rows: $rss kB" >&3
+	[ "$rss" -lt 100000 ]
+}
+
+@test "memory stays bounded comparing the --rows outputs of a million rows" {
+	[[ -x /usr/bin/time ]] || skip "/usr/bin/time is not installed"
+	rc=0
+	/usr/bin/time -f %M -o "$OUT/rss" dbm-diff \
+		<(dbm-hash --db "$SRC" --table big --rows 3>&-) <(dbm-hash --db "$DST" --table big --rows 3>&-) \
+		>"$OUT/out" 2>"$OUT/err" || rc=$?
+	assert_equal "$rc" 0
+	assert_equal "$(cat "$OUT/err")" ""
+	all_equal "$OUT/out" 1
+	assert_equal "$(dbm_checksum "$DST" big)" "$(dbm_checksum "$SRC" big)"
+	rss=$(tail -n 1 "$OUT/rss")
+	echo "peak RSS of dbm-diff LEFT RIGHT, 1M row lines each: $rss kB" >&3
+	[ "$rss" -lt 100000 ]
+}
+
+@test "a target without its primary key yet compares by the source's key" {
+	ps_ -c 'CREATE TABLE t (id int PRIMARY KEY, v text)'
+	pd_ -c 'CREATE TABLE t (id int, v text)'
+	both -c "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 100) g"
+	diff_dbs
+	assert_success
+	all_equal "$OUT/diff" 1
+	assert_equal "$(dbm_checksum "$D" t)" "$(dbm_checksum "$S" t)"
+	pd_ -c "UPDATE t SET v = 'w' WHERE id = 5" -c "INSERT INTO t VALUES (5, 'v5')"
+	diff_dbs
+	assert_failure 1
+	# id 5 is twice on the target: one copy changed or extra, never silently equal
+	[ "$(jq -s '[.[] | select(.type == "row" and .key == {"id": "5"})] | length' "$OUT/diff")" -ge 1 ]
+	jq -e -s 'all(.[] | select(.type == "row"); .key | keys == ["id"])' "$OUT/diff"
+	[ "$(dbm_checksum "$D" t)" != "$(dbm_checksum "$S" t)" ]
+}
+
 # ------------------------------------------------------ saved hash outputs
 
 # Hash both test databases into $OUT/left and $OUT/right.
@@ -838,6 +888,34 @@ bad_file()
 	assert_equal "$output" ""
 	assert_equal "${#stderr_lines[@]}" 1
 	assert_regex "${stderr_lines[0]}" "^dbm-diff: error: $OUT/json5:1: malformed JSON: "
+}
+
+@test "anything after the done line exits 2 naming file:line" {
+	make_files
+	n=$(wc -l <"$OUT/right")
+	{ cat "$OUT/right"; echo 'garbage'; } >"$OUT/trail"
+	run --separate-stderr dbm-diff "$OUT/left" "$OUT/trail"
+	assert_failure 2
+	assert_equal "${#stderr_lines[@]}" 1
+	assert_regex "${stderr_lines[0]}" "^dbm-diff: error: $OUT/trail:$((n + 1)): "
+	refute_output --partial '"type":"summary"'
+	# two outputs concatenated: the second is not silently ignored
+	cat "$OUT/left" "$OUT/left" >"$OUT/twice_l"
+	cat "$OUT/right" "$OUT/right" >"$OUT/twice_r"
+	run --separate-stderr dbm-diff "$OUT/twice_l" "$OUT/twice_r"
+	assert_failure 2
+	assert_equal "${#stderr_lines[@]}" 1
+	assert_regex "${stderr_lines[0]}" "^dbm-diff: error: $OUT/twice_[lr]:$((n + 1)): "
+}
+
+@test "a table block cut out of a hash file exits 2 naming the table and the file" {
+	make_files
+	grep -v '"table":"public.t"' "$OUT/right" >"$OUT/noblock"
+	run --separate-stderr dbm-diff "$OUT/left" "$OUT/noblock"
+	assert_failure 2
+	assert_equal "${#stderr_lines[@]}" 1
+	assert_regex "${stderr_lines[0]}" "^dbm-diff: error: .*public\.t.*$OUT/noblock|^dbm-diff: error: $OUT/noblock.*public\.t"
+	refute_output --partial '"table":"public.t","status":"equal"'
 }
 
 @test "saved outputs hashed with different --buckets exit 2 naming both files" {

@@ -492,6 +492,19 @@ session_says() { grep -qx -- "$1" "$SESSION_OUT"; }
 	assert_equal "$(digests "$OUT/src3")" "$(digests "$OUT/src")"
 }
 
+@test "inheritance children are tables of their own: each is read ONLY, no row counted twice" {
+	ps_ -c 'CREATE TABLE parent (id int PRIMARY KEY, v text)' \
+		-c 'CREATE TABLE child (extra int) INHERITS (parent)' \
+		-c "INSERT INTO parent SELECT g, 'p' FROM generate_series(1, 3) g" \
+		-c "INSERT INTO child SELECT g, 'c', g FROM generate_series(10, 14) g"
+	run -0 dbm-hash --db "$S"
+	echo "$output" >"$OUT/h"
+	assert_equal "$(table_names "$OUT/h")" $'public.child\npublic.parent'
+	table_line "$OUT/h" public.parent | jq -e '.rows == 3 and .key == ["id"] and .columns == ["id", "v"]'
+	table_line "$OUT/h" public.child | jq -e '.rows == 5 and .key == [] and .columns == ["extra", "id", "v"]'
+	jq -e -s '.[-1].rows == 8' "$OUT/h"
+}
+
 @test "every ordinary table of every schema by default; not views, sequences, the dbm schema or system schemas" {
 	ps_ -c 'CREATE SCHEMA s1' -c 'CREATE SCHEMA dbm' \
 		-c 'CREATE TABLE public.a (id int)' -c 'CREATE TABLE s1.b (id int)' \
@@ -543,10 +556,13 @@ session_says() { grep -qx -- "$1" "$SESSION_OUT"; }
 	table_names "$OUT/h" | grep -qxF 'public."CamelCase"'
 	table_names "$OUT/h" | grep -qxF 'public."with space"'
 	table_names "$OUT/h" | grep -qxF 'public.plain_1'
-	# patterns match the names as they are, not quoted
+	# patterns match the names as they are, and as printed
 	run -0 dbm-hash --db "$S" --table 'My S.a "b'
 	echo "$output" >"$OUT/h2"
 	assert_equal "$(table_names "$OUT/h2")" '"My S"."a ""b"'
+	run -0 dbm-hash --db "$S" --table '"My S"."a ""b"' --table 'public."Ünïcödé"'
+	echo "$output" >"$OUT/h2"
+	assert_equal "$(table_names "$OUT/h2")" $'"My S"."a ""b"\npublic."Ünïcödé"'
 	# key values are JSON strings of the row's text
 	run -0 dbm-hash --db "$S" --table 'My S.*' --rows
 	echo "$output" >"$OUT/h3"
