@@ -164,14 +164,15 @@ dbm_wait_applied(PGconn *target, const char *schema, const char *stream,
 }
 
 bool
-dbm_sequences_copy(PGconn *from, PGconn *to, int *n)
+dbm_sequences_copy(PGconn *from, PGconn *to, const char *skip_schema, int *n)
 {
 	static const char *list_sql =
 		"SELECT format('%I.%I', n.nspname, c.relname)"
 		" FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
 		" WHERE c.relkind = 'S' AND n.nspname <> 'information_schema'"
-		"   AND n.nspname !~ '^pg_' ORDER BY 1";
-	PGresult *list = PQexec(from, list_sql);
+		"   AND n.nspname !~ '^pg_' AND n.nspname <> $1 ORDER BY 1";
+	const char *sv[1] = {skip_schema};
+	PGresult *list = PQexecParams(from, list_sql, 1, NULL, sv, NULL, NULL, 0);
 	bool ok = true;
 
 	*n = 0;

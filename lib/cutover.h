@@ -37,8 +37,9 @@ int dbm_wait_applied(PGconn *target, const char *schema, const char *stream,
 					 const char **how);
 
 /* Copy every sequence's state (last_value, is_called) from one database to
- * the other; *n receives how many. */
-bool dbm_sequences_copy(PGconn *from, PGconn *to, int *n);
+ * the other, but those of the toolkit's own schema; *n receives how many. */
+bool dbm_sequences_copy(PGconn *from, PGconn *to, const char *skip_schema,
+						int *n);
 
 /* Rewrite the entry of db in the [databases] section of a pgbouncer ini
  * file to point at conninfo (host, port, dbname, user, password kept),

@@ -257,7 +257,7 @@ main(int argc, char **argv)
 			rc = 1;
 			goto out_resume;
 		}
-		if (!dbm_sequences_copy(dst, src, &nseq))
+		if (!dbm_sequences_copy(dst, src, schema, &nseq))
 			goto out_resume;
 		if (readonly && (!dbm_pg_command(src, "SET default_transaction_read_only = off", NULL) ||
 						 !dbm_readonly_set(src, false)))

@@ -282,7 +282,7 @@ main(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (!dbm_sequences_copy(src, dst, &nseq) || !ensure_reverse(dst, rpub, rslot, &rlsn))
+	if (!dbm_sequences_copy(src, dst, schema, &nseq) || !ensure_reverse(dst, rpub, rslot, &rlsn))
 		goto out;
 	if (!record_switch(dst, schema, frozen, "switched", rslot, rpub,
 					   dbm_epoch_ms() - at_ms))
