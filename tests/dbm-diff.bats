@@ -26,6 +26,10 @@ setup_file()
 	psql_dst -c "$ddl" -c "$BIG_SQL" -c 'VACUUM ANALYZE big' -c 'CREATE DATABASE mem'
 	wait "$p1"
 	psql "${DST/dbname=postgres/dbname=mem}" -XAtq -v ON_ERROR_STOP=1 -c "$ddl"
+	# the independent checksum of the source's big table, which no test changes
+	BIG_SUM=$(dbm_checksum "$SRC" big)
+	DST_TIMEZONE=$(psql_dst -c 'SHOW TimeZone')
+	export BIG_SUM DST_TIMEZONE
 }
 
 teardown_file()
@@ -55,7 +59,7 @@ teardown()
 	fi
 	if [[ -n "${RESET_DST_SYSTEM:-}" ]]; then
 		psql_dst -c 'ALTER SYSTEM RESET ALL' -c 'SELECT pg_reload_conf()' >/dev/null
-		dbm_wait_until 10 dst_timezone_is UTC
+		dbm_wait_until 10 dst_timezone_is "$DST_TIMEZONE"
 	fi
 	if [[ -n "${RESTORE_BIG:-}" ]]; then
 		psql_dst -c "UPDATE big SET a = $RESTORE_BIG % 1000 WHERE id = $RESTORE_BIG"
@@ -337,12 +341,12 @@ EOF
 		jq -e '.type == "summary" and .tables == 1 and .different == 1 and .equal == 0 and
 			.rows_changed == 1 and .rows_missing == 0 and .rows_extra == 0 and .rows_unstable == 0' <<<"${lines[2]}"
 	done
-	[ "$(dbm_checksum "$DST" big)" != "$(dbm_checksum "$SRC" big)" ]
+	[ "$(dbm_checksum "$DST" big)" != "$BIG_SUM" ]
 	psql_dst -c 'UPDATE big SET a = 654321 % 1000 WHERE id = 654321'
 	RESTORE_BIG=
 	run -0 dbm-diff --source "$SRC" --target "$DST" --table big
 	assert_line --index 0 '{"type":"table","table":"public.big","status":"equal","left_rows":1000000,"right_rows":1000000}'
-	assert_equal "$(dbm_checksum "$DST" big)" "$(dbm_checksum "$SRC" big)"
+	assert_equal "$(dbm_checksum "$DST" big)" "$BIG_SUM"
 }
 
 @test "both sides are hashed concurrently" {
@@ -436,6 +440,18 @@ make_typed()
 	assert_success
 	all_equal "$OUT/diff" 1
 	assert_equal "$(PGOPTIONS=$PINNED dbm_checksum "$D" typed)" "$(PGOPTIONS=$PINNED dbm_checksum "$S" typed)"
+}
+
+@test "the target database's search_path does not matter: regclass, regproc and regtype columns" {
+	both -c 'CREATE SCHEMA app' -c 'CREATE TABLE app.x (id int)' \
+		-c 'CREATE TABLE app.cfg (id int PRIMARY KEY, tbl regclass, fn regproc, ty regtype)' \
+		-c "INSERT INTO app.cfg VALUES (1, 'app.x', 'now', 'int4'), (2, 'pg_class', 'pg_backend_pid', 'text')"
+	pd_ -c "ALTER DATABASE $DB SET search_path = app, public"
+	[ "$(dbm_checksum "$D" app.cfg)" != "$(dbm_checksum "$S" app.cfg)" ]
+	diff_dbs
+	assert_success
+	all_equal "$OUT/diff" 2
+	assert_equal "$(PGOPTIONS='-c search_path=' dbm_checksum "$D" app.cfg)" "$(PGOPTIONS='-c search_path=' dbm_checksum "$S" app.cfg)"
 }
 
 @test "physical column order and dropped columns do not matter" {
@@ -566,13 +582,13 @@ make_typed()
 	both -c 'CREATE TABLE t (id int PRIMARY KEY, v text)' \
 		-c "INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 1000) g"
 	pd_ -c "UPDATE t SET v = 'lagging' WHERE id = 5" -c 'DELETE FROM t WHERE id = 6'
-	# replication catches up one second later
+	# replication catches up half a second later
 	(
-		sleep 1
+		sleep 0.5
 		pd_ -c "UPDATE t SET v = 'v5' WHERE id = 5" -c "INSERT INTO t VALUES (6, 'v6')"
 	) 3>&- &
 	fixer=$!
-	diff_dbs --recheck 2 --recheck-wait 3
+	diff_dbs --recheck 2 --recheck-wait 2
 	wait "$fixer"
 	assert_success
 	assert_equal "$stderr" ""
@@ -586,11 +602,11 @@ make_typed()
 	pd_ -c "UPDATE t SET v = 'lagging' WHERE id = 5" -c "UPDATE t SET v = 'wrong' WHERE id = 7" \
 		-c 'DELETE FROM t WHERE id = 8'
 	(
-		sleep 1
+		sleep 0.5
 		pd_ -c "UPDATE t SET v = 'v5' WHERE id = 5"
 	) 3>&- &
 	fixer=$!
-	diff_dbs --recheck 2 --recheck-wait 2
+	diff_dbs --recheck 2 --recheck-wait 1.5
 	wait "$fixer"
 	assert_failure 1
 	assert_equal "$stderr" ""
@@ -641,7 +657,7 @@ make_typed()
 	assert_equal "$(grep -c '^{"type":"row","table":"public.big","key":{"id":"[0-9]*"},"status":"missing"}$' "$OUT/out")" $BIG_ROWS
 	assert_equal "$(wc -l <"$OUT/out")" $((BIG_ROWS + 2))
 	summary_is "$OUT/out" "$ZERO" '{"tables":1,"different":1,"rows_missing":1000000,"rows_extra":0,"rows_changed":0}'
-	[ "$(dbm_checksum "$M" big)" != "$(dbm_checksum "$SRC" big)" ]
+	[ "$(dbm_checksum "$M" big)" != "$BIG_SUM" ]
 	# and dbm-hash printing every row of it
 	/usr/bin/time -f %M -o "$OUT/rss2" dbm-hash --db "$SRC" --table big --rows --jobs 2 >/dev/null
 	rss=$(tail -n 1 "$OUT/rss2")
@@ -649,18 +665,18 @@ make_typed()
 	[ "$rss" -lt 100000 ]
 }
 
-@test "memory stays bounded with wide rows and no primary key: 300k missing rows of 500 bytes" {
+@test "memory stays bounded with wide rows and no primary key: 200k missing rows of 500 bytes" {
 	[[ -x /usr/bin/time ]] || skip "/usr/bin/time is not installed"
 	ps_ -c 'CREATE TABLE wide (a int, b text)' \
-		-c "INSERT INTO wide SELECT g, repeat(md5(g::text), 16) FROM generate_series(1, 300000) g"
+		-c "INSERT INTO wide SELECT g, repeat(md5(g::text), 16) FROM generate_series(1, 200000) g"
 	pd_ -c 'CREATE TABLE wide (a int, b text)'
 	rc=0
 	/usr/bin/time -f %M -o "$OUT/rss" dbm-diff --source "$S" --target "$D" \
 		>"$OUT/out" 2>"$OUT/err" || rc=$?
 	assert_equal "$rc" 1
 	assert_equal "$(cat "$OUT/err")" ""
-	assert_equal "$(grep -c '"status":"missing"' "$OUT/out")" 300000
-	summary_is "$OUT/out" "$ZERO" '{"tables":1,"different":1,"rows_missing":300000}'
+	assert_equal "$(grep -c '"status":"missing"' "$OUT/out")" 200000
+	summary_is "$OUT/out" "$ZERO" '{"tables":1,"different":1,"rows_missing":200000}'
 	[ "$(dbm_checksum "$D" wide)" != "$(dbm_checksum "$S" wide)" ]
 	rss=$(tail -n 1 "$OUT/rss")
 	echo "peak RSS of dbm-diff, wide rows: $rss kB" >&3
@@ -676,7 +692,7 @@ make_typed()
 	assert_equal "$rc" 0
 	assert_equal "$(cat "$OUT/err")" ""
 	all_equal "$OUT/out" 1
-	assert_equal "$(dbm_checksum "$DST" big)" "$(dbm_checksum "$SRC" big)"
+	assert_equal "$(dbm_checksum "$DST" big)" "$BIG_SUM"
 	rss=$(tail -n 1 "$OUT/rss")
 	echo "peak RSS of dbm-diff LEFT RIGHT, 1M row lines each: $rss kB" >&3
 	[ "$rss" -lt 100000 ]
@@ -906,6 +922,21 @@ bad_file()
 	assert_failure 2
 	assert_equal "${#stderr_lines[@]}" 1
 	assert_regex "${stderr_lines[0]}" "^dbm-diff: error: $OUT/twice_[lr]:$((n + 1)): "
+}
+
+@test "a done line that does not match the tables and rows above it exits 2 naming file:line" {
+	make_files
+	n=$(wc -l <"$OUT/right")
+	sed -E '$s/"tables":2/"tables":3/' "$OUT/right" >"$OUT/done1"
+	sed -E '$s/"rows":210/"rows":211/' "$OUT/right" >"$OUT/done2"
+	for f in done1 done2; do
+		[ "$(tail -n 1 "$OUT/$f")" != "$(tail -n 1 "$OUT/right")" ]
+		run --separate-stderr dbm-diff "$OUT/left" "$OUT/$f"
+		assert_failure 2
+		assert_equal "${#stderr_lines[@]}" 1
+		assert_regex "${stderr_lines[0]}" "^dbm-diff: error: $OUT/$f:$n: "
+		refute_output --partial '"type":"summary"'
+	done
 }
 
 @test "a table block cut out of a hash file exits 2 naming the table and the file" {
