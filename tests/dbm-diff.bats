@@ -949,6 +949,38 @@ bad_file()
 	refute_output --partial '"table":"public.t","status":"equal"'
 }
 
+@test "a row line without its hash exits 2 with one error line naming file:line" {
+	make_files
+	dbm-hash --db "$D" --rows --buckets 16 >"$OUT/rrows"
+	n=$(grep -n '"type":"row"' "$OUT/rrows" | sed -n 5p | cut -d: -f1)
+	sed -E "${n}s/\"hash\":/\"hush\":/" "$OUT/rrows" >"$OUT/nohash"
+	run --separate-stderr dbm-diff "$OUT/left" "$OUT/nohash"
+	assert_failure 2
+	assert_equal "${#stderr_lines[@]}" 1
+	assert_regex "${stderr_lines[0]}" "^dbm-diff: error: $OUT/nohash:$n: "
+	refute_output --partial '"type":"summary"'
+}
+
+@test "an edited row hash in a --rows file exits 2 naming file:line and the table" {
+	make_files
+	dbm-hash --db "$S" --rows --buckets 16 >"$OUT/lrows"
+	dbm-hash --db "$D" --rows --buckets 16 >"$OUT/rrows"
+	run -0 dbm-diff "$OUT/lrows" "$OUT/rrows"
+	n=$(grep -n '"type":"row","table":"public.t"' "$OUT/rrows" | sed -n 5p | cut -d: -f1)
+	line=$(sed -n "${n}p" "$OUT/rrows")
+	h=$(jq -r .hash <<<"$line")
+	if [[ "${h: -1}" == 0 ]]; then d=1; else d=0; fi
+	L=${line/$h/${h:0:31}$d} awk -v n="$n" 'NR == n { print ENVIRON["L"]; next } 1' "$OUT/rrows" >"$OUT/edited"
+	assert_equal "$(diff "$OUT/rrows" "$OUT/edited" | grep -c '^[<>]')" 2
+	for left in lrows left; do
+		run --separate-stderr dbm-diff "$OUT/$left" "$OUT/edited"
+		assert_failure 2
+		assert_equal "${#stderr_lines[@]}" 1
+		assert_regex "${stderr_lines[0]}" "^dbm-diff: error: $OUT/edited:[0-9]+: .*public\.t"
+		refute_output --partial '"type":"summary"'
+	done
+}
+
 @test "saved outputs hashed with different --buckets exit 2 naming both files" {
 	make_files
 	dbm-hash --db "$S" --table t --buckets 16 >"$OUT/left16"
