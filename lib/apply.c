@@ -379,6 +379,66 @@ dbm_apply_map(dbm_apply *a, dbm_srcrel *r)
 	return true;
 }
 
+dbm_srcrel *
+dbm_apply_target_rel(dbm_apply *a, const char *nsp, const char *name)
+{
+	static const char *sql =
+		"SELECT a.attname, a.atttypid::int8, a.atttypmod,"
+		"       pg_catalog.format_type(a.atttypid, a.atttypmod),"
+		"       coalesce((SELECT true FROM pg_catalog.pg_index i"
+		"                 WHERE i.indrelid = a.attrelid AND i.indisprimary"
+		"                   AND a.attnum = ANY (i.indkey)), false),"
+		"       format('%I.%I', n.nspname, c.relname)"
+		" FROM pg_catalog.pg_class c"
+		" JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+		" JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid"
+		" WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')"
+		"   AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''"
+		" ORDER BY a.attnum";
+	const char *v[2] = {nsp, name};
+	PGresult *res;
+	dbm_srcrel *r;
+	bool anykey = false;
+
+	if (!cat_query(a, sql, 2, v, &res, "could not read the target catalog"))
+		return NULL;
+	if (PQntuples(res) == 0)
+	{
+		char *q1 = PQescapeIdentifier(a->cat, nsp, strlen(nsp));
+		char *q2 = PQescapeIdentifier(a->cat, name, strlen(name));
+		dbm_log_error("table %s.%s is missing on the target", q1, q2);
+		PQfreemem(q1);
+		PQfreemem(q2);
+		PQclear(res);
+		return NULL;
+	}
+	r = xcalloc(1, sizeof(*r));
+	r->nsp = xstrdup(nsp);
+	r->name = xstrdup(name);
+	r->qname = xstrdup(PQgetvalue(res, 0, 5));
+	r->ncols = PQntuples(res);
+	r->cols = xcalloc((size_t) r->ncols + 1, sizeof(char *));
+	r->key = xcalloc((size_t) r->ncols + 1, sizeof(bool));
+	r->types = xcalloc((size_t) r->ncols + 1, sizeof(uint32_t));
+	r->typmods = xcalloc((size_t) r->ncols + 1, sizeof(int32_t));
+	r->tnames = xcalloc((size_t) r->ncols + 1, sizeof(char *));
+	for (int i = 0; i < r->ncols; i++)
+	{
+		long t = 0, m = -1;
+		r->cols[i] = xstrdup(PQgetvalue(res, i, 0));
+		dbm_parse_long(PQgetvalue(res, i, 1), 0, 1L << 40, &t);
+		dbm_parse_long(PQgetvalue(res, i, 2), -1, 1L << 31, &m);
+		r->types[i] = (uint32_t) t;
+		r->typmods[i] = (int32_t) m;
+		r->tnames[i] = xstrdup(PQgetvalue(res, i, 3));
+		r->key[i] = strcmp(PQgetvalue(res, i, 4), "t") == 0;
+		anykey |= r->key[i];
+	}
+	r->ident = anykey ? 'd' : 'f';
+	PQclear(res);
+	return r;
+}
+
 void
 dbm_apply_unmap(dbm_apply *a, dbm_srcrel *r)
 {

@@ -39,6 +39,11 @@ uint64_t dbm_apply_copy_lsn(dbm_apply *a, const char *qname);
 /* Map a source relation onto its target table; a table or column missing,
  * added or retyped is an error naming it. */
 bool dbm_apply_map(dbm_apply *a, dbm_srcrel *r);
+/* A relation made from the target table itself (for change streams that
+ * name tables but do not describe them): every column but generated ones,
+ * the primary key as key (replica identity FULL without one), type names
+ * in tnames. NULL after logging when the table is missing. */
+dbm_srcrel *dbm_apply_target_rel(dbm_apply *a, const char *nsp, const char *name);
 /* Forget the mapping of a relation before it is freed. */
 void dbm_apply_unmap(dbm_apply *a, dbm_srcrel *r);
 /* Queue one change (opens the target transaction if needed). where names

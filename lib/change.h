@@ -33,6 +33,7 @@ typedef struct
 	bool *key;		  /* part of the replica identity */
 	uint32_t *types;  /* type OIDs on the source (0 when unknown) */
 	int32_t *typmods;
+	char **tnames;	  /* target type names (format_type), or NULL */
 	void *apply;	  /* the apply engine's mapping, owned by it */
 } dbm_srcrel;
 

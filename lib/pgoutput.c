@@ -206,7 +206,12 @@ dbm_srcrel_free(dbm_srcrel *rel)
 	if (rel == NULL)
 		return;
 	for (int i = 0; i < rel->ncols; i++)
+	{
 		free(rel->cols[i]);
+		if (rel->tnames)
+			free(rel->tnames[i]);
+	}
+	free(rel->tnames);
 	free(rel->cols);
 	free(rel->key);
 	free(rel->types);

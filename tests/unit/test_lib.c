@@ -2,6 +2,7 @@
  * JSON keys. Prints TAP. */
 #define _POSIX_C_SOURCE 200809L
 #include "catalog.h"
+#include "decode.h"
 #include "hash.h"
 #include "jsonl.h"
 #include "keymap.h"
@@ -213,10 +214,48 @@ keymap_counts_both_sides(void)
 	dbm_keymap_free(&m);
 }
 
+static void
+debezium_value_encodings(void)
+{
+	dbm_buf b;
+	dbm_buf_init(&b);
+	/* Decimal: base64 of the two's complement unscaled value */
+	CHECK(dbm_decimal_from_base64("AeI=", 2, &b) && strcmp(b.data, "4.82") == 0); /* 482 */
+	CHECK(dbm_decimal_from_base64("/h4=", 2, &b) && strcmp(b.data, "-4.82") == 0); /* -482 */
+	CHECK(dbm_decimal_from_base64("AQ==", 3, &b) && strcmp(b.data, "0.001") == 0);
+	CHECK(dbm_decimal_from_base64("AA==", 0, &b) && strcmp(b.data, "0") == 0);
+	CHECK(dbm_decimal_from_base64("ESIQ9H3pxRwAAA==", 0, &b) &&
+		  strcmp(b.data, "80908641247132005433344") == 0); /* 10 bytes */
+	CHECK(!dbm_decimal_from_base64("%%", 0, &b));
+	dbm_buf_reset(&b);
+	dbm_date_from_days(19279, &b); /* the fixture's Date */
+	CHECK(strcmp(b.data, "2022-10-14") == 0);
+	dbm_buf_reset(&b);
+	dbm_date_from_days(-1, &b);
+	CHECK(strcmp(b.data, "1969-12-31") == 0);
+	dbm_buf_reset(&b);
+	dbm_timestamp_from_us(1665791731989360LL, &b);
+	CHECK(strcmp(b.data, "2022-10-14 23:55:31.989360") == 0);
+	dbm_buf_reset(&b);
+	dbm_timestamp_from_us(-1, &b);
+	CHECK(strcmp(b.data, "1969-12-31 23:59:59.999999") == 0);
+	dbm_buf_reset(&b);
+	dbm_time_from_us(86131989360LL, &b);
+	CHECK(strcmp(b.data, "23:55:31.989360") == 0);
+	dbm_buf_reset(&b);
+	dbm_double_text(8.1, &b);
+	CHECK(strcmp(b.data, "8.1") == 0);
+	dbm_buf_reset(&b);
+	dbm_double_text(0.1 + 0.2, &b);
+	CHECK(strcmp(b.data, "0.30000000000000004") == 0);
+	CHECK(dbm_base64_decode("aGk=", 4, &b) && b.len == 2 && memcmp(b.data, "hi", 2) == 0);
+	dbm_buf_free(&b);
+}
+
 int
 main(void)
 {
-	printf("1..12\n");
+	printf("1..13\n");
 	TEST(h128_add_carries);
 	TEST(h128_hex_round_trip);
 	TEST(row_hash_is_order_independent_sum);
@@ -229,5 +268,6 @@ main(void)
 	TEST(key_json_names_key_columns);
 	TEST(table_patterns);
 	TEST(keymap_counts_both_sides);
+	TEST(debezium_value_encodings);
 	return 0;
 }
