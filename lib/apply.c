@@ -748,6 +748,27 @@ add_value(dbm_apply *a, int idx, const dbm_val *v)
 	}
 }
 
+/* An update that carries every column and keeps its key. */
+static bool
+upsertable(const amap *m, const dbm_change *c)
+{
+	for (int i = 0; i < m->ncols; i++)
+		if (c->newv[i].kind == DBM_VAL_UNCHANGED)
+			return false;
+	if (c->oldv == NULL)
+		return true;
+	for (int k = 0; k < m->nkey; k++)
+	{
+		const dbm_val *o = &c->oldv[m->key[k]], *n = &c->newv[m->key[k]];
+		if (o->kind == DBM_VAL_UNCHANGED)
+			continue;
+		if (o->kind != n->kind || o->len != n->len ||
+			(o->len && memcmp(o->data, n->data, o->len) != 0))
+			return false;
+	}
+	return true;
+}
+
 bool
 dbm_apply_change(dbm_apply *a, const dbm_change *c, const char *where)
 {
@@ -790,6 +811,16 @@ dbm_apply_change(dbm_apply *a, const dbm_change *c, const char *where)
 		return ok;
 	}
 
+	if (c->op == DBM_OP_UPDATE && a->o.converge && m->has_pk && upsertable(m, c))
+	{
+		/* replays converge: an update carrying the whole row becomes an
+		 * upsert, so it lands whether or not the row is there yet */
+		dbm_change ins = *c;
+		free(mask);
+		ins.op = DBM_OP_INSERT;
+		ins.oldv = NULL;
+		return dbm_apply_change(a, &ins, where);
+	}
 	if (!flush_inserts(a))
 	{
 		free(mask);

@@ -198,8 +198,8 @@ plan_pieces(dbm_hashrun *h)
 	}
 }
 
-static FILE *
-spill_open(void)
+FILE *
+dbm_spill_open(void)
 {
 	const char *dir = getenv("TMPDIR");
 	char *path = xasprintf("%s/dbm-spill-XXXXXX", dir && *dir ? dir : "/tmp");
@@ -219,8 +219,8 @@ spill_open(void)
 	return f;
 }
 
-static bool
-spill_write(FILE *f, uint32_t bucket, dbm_h128 h, const char *key,
+bool
+dbm_spill_write(FILE *f, uint32_t bucket, dbm_h128 h, const char *key,
 			uint32_t keylen)
 {
 	/* one record, one fwrite: bucket, row hash, key length, key */
@@ -371,7 +371,7 @@ read_piece(dbm_hashrun *h, PGconn *conn, const piece *p, dbm_buckets *b,
 		dbm_h128_add(&b->sum[bucket], rh);
 		if (want == NULL || dbm_bit_test(want, bucket))
 		{
-			if (spill && !spill_write(spill, bucket, rh, key, (uint32_t) keylen))
+			if (spill && !dbm_spill_write(spill, bucket, rh, key, (uint32_t) keylen))
 			{
 				dbm_log_error("could not write a temporary file: %m");
 				ok = false;
@@ -495,7 +495,7 @@ worker(void *argp)
 		pthread_mutex_unlock(&h->lock);
 
 		dbm_buckets *b = dbm_buckets_new(h->o.buckets);
-		if (h->o.spill && (spill = spill_open()) == NULL)
+		if (h->o.spill && (spill = dbm_spill_open()) == NULL)
 		{
 			atomic_store(&h->failed, 1);
 			dbm_buckets_free(b);

@@ -69,6 +69,12 @@ bool dbm_hashrun_finished(dbm_hashrun *h);
 bool dbm_hashrun_wait(dbm_hashrun *h);
 void dbm_hashrun_free(dbm_hashrun *h);
 
+/* An unlinked temporary file in $TMPDIR for spill records; NULL after
+ * logging. */
+FILE *dbm_spill_open(void);
+/* Append one record (bucket, row hash, key). */
+bool dbm_spill_write(FILE *f, uint32_t bucket, dbm_h128 h, const char *key,
+					 uint32_t keylen);
 /* Spill records: read the next record of a spill file (rewound by the
  * caller). key is reset and filled. Returns 1, 0 at end, -1 on error. */
 int dbm_spill_read(FILE *f, uint32_t *bucket, dbm_h128 *h, dbm_buf *key);

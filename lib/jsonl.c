@@ -131,7 +131,7 @@ dbm_jsonl_next(dbm_jsonl_reader *r, json_t **out)
 						  err.text);
 			return -1;
 		}
-		if (!json_is_object(*out))
+		if (!json_is_object(*out) && !(r->allow_null && json_is_null(*out)))
 		{
 			json_decref(*out);
 			dbm_log_error("%s:%ld: expected a JSON object", r->path, r->line);

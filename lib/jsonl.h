@@ -23,6 +23,7 @@ typedef struct
 	FILE *f;
 	const char *path; /* as given; "-" is stdin */
 	long line;
+	bool allow_null; /* a line "null" (a tombstone) is returned as null */
 	dbm_buf buf;
 } dbm_jsonl_reader;
 

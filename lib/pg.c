@@ -13,7 +13,7 @@
 	"SET IntervalStyle = 'postgres'; SET extra_float_digits = 3; "            \
 	"SET bytea_output = 'hex'; SET lc_monetary = 'C'; "                       \
 	"SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0; " \
-	"SET client_min_messages = warning"
+	"SET client_min_messages = warning; SET search_path = ''"
 
 char *
 dbm_pg_redact(const char *conninfo)

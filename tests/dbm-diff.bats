@@ -1034,7 +1034,7 @@ bad_file()
 	assert_failure 2
 	assert_equal "$output" ""
 	assert_equal "${#stderr_lines[@]}" 1
-	assert_regex "${stderr_lines[0]}" '^dbm-diff: error: table "nosuch" not found'
+	assert_regex "${stderr_lines[0]}" '^dbm-diff: error: no table matches "nosuch"'
 }
 
 @test "a table with other columns on the target exits 2 naming the column" {

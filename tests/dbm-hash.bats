@@ -631,7 +631,7 @@ session_says() { grep -qx -- "$1" "$SESSION_OUT"; }
 	assert_failure 2
 	assert_equal "$output" ""
 	assert_equal "${#stderr_lines[@]}" 1
-	assert_equal "${stderr_lines[0]}" 'dbm-hash: error: table "public.nosuch" not found'
+	assert_equal "${stderr_lines[0]}" 'dbm-hash: error: no table matches "public.nosuch"'
 }
 
 @test "a connection dropped while reading a big table exits 2 naming the table, without a done line" {

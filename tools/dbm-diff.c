@@ -18,9 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Rows of differing buckets held in memory at once during a drill-down;
- * more differing buckets than this are drilled into in several passes. */
-#define DRILL_BUDGET_ROWS 200000
+/* Memory for the rows of differing buckets held at once during a
+ * drill-down (keys plus map entries); more differing buckets than fit are
+ * drilled into in several passes. */
+#define DRILL_BUDGET_BYTES (32 << 20)
+#define DRILL_MAX_ROWS 200000
 /* With --recheck, differing rows are held until the last recheck; a table
  * with more than this many is reported at once instead. */
 #define RECHECK_MAX_ROWS 100000
@@ -216,7 +218,7 @@ load_spills(dbm_keymap *m, side_table *sides[2], const uint8_t *bits,
 typedef bool (*diff_sink)(void *ctx, rowdiffs *pass);
 
 /* Drill into the buckets that differ between two sides' results of one
- * table, in passes of at most DRILL_BUDGET_ROWS rows; each pass's rows are
+ * table, in passes bounded by DRILL_BUDGET_BYTES; each pass's rows are
  * sorted by key and handed to the sink, which owns them. Only buckets set
  * in limit are looked at when limit is not NULL. */
 static bool
@@ -225,9 +227,27 @@ drill_down(side_table *l, side_table *r, const uint8_t *limit,
 {
 	uint32_t n = l->b->n;
 	uint8_t *bits = xcalloc(n / 8 + 1, 1);
-	uint64_t in_pass = 0;
+	uint64_t in_pass = 0, budget, total_rows = 0, total_bytes = 0;
 	bool any = false, ok = true;
 	side_table *sides[2] = {l, r};
+
+	/* rows per pass from the average record size of the row files */
+	for (int s = 0; s < 2; s++)
+	{
+		for (int f = 0; f < sides[s]->nspill; f++)
+		{
+			fseeko(sides[s]->spill[f], 0, SEEK_END);
+			total_bytes += (uint64_t) ftello(sides[s]->spill[f]);
+		}
+		for (uint32_t b = 0; b < n; b++)
+			total_rows += sides[s]->b->rows[b];
+	}
+	budget = DRILL_BUDGET_BYTES /
+			 ((total_rows ? total_bytes / total_rows : 32) + sizeof(dbm_keyent) * 2);
+	if (budget > DRILL_MAX_ROWS)
+		budget = DRILL_MAX_ROWS;
+	if (budget < 1000)
+		budget = 1000;
 
 	for (uint32_t b = 0; b <= n && ok; b++)
 	{
@@ -236,7 +256,7 @@ drill_down(side_table *l, side_table *r, const uint8_t *limit,
 						!dbm_h128_eq(l->b->sum[b], r->b->sum[b]));
 		uint64_t rows = b < n ? l->b->rows[b] + r->b->rows[b] : 0;
 
-		if (any && (b == n || (differs && in_pass + rows > DRILL_BUDGET_ROWS)))
+		if (any && (b == n || (differs && in_pass + rows > budget)))
 		{
 			dbm_keymap m;
 			rowdiffs pass = {0};
@@ -680,14 +700,14 @@ compare_connections(const char *src, const char *dst, const dbm_filter *f,
 		goto out; /* errors have already been logged */
 	for (int k = 0; k < f->ninclude; k++)
 	{
-		bool found = strpbrk(f->include[k], "*?[") != NULL;
+		bool found = false;
 		for (int i = 0; i < l.ntabs && !found; i++)
 			found = dbm_table_matches(f->include[k], l.tabs[i].nsp, l.tabs[i].rel, l.tabs[i].name);
 		for (int i = 0; i < r.ntabs && !found; i++)
 			found = dbm_table_matches(f->include[k], r.tabs[i].nsp, r.tabs[i].rel, r.tabs[i].name);
 		if (!found)
 		{
-			dbm_log_error("table \"%s\" not found on either side", f->include[k]);
+			dbm_log_error("no table matches \"%s\" on either side", f->include[k]);
 			goto out;
 		}
 	}
@@ -838,7 +858,9 @@ out:
 /* ------------------------------------------------------------------ */
 
 /* One table's block of a dbm-hash output: its row lines, bucket lines and
- * the closing table line. */
+ * the closing table line. Row lines go to a temporary file as spill
+ * records (key = the key object as JSON), so memory does not grow with
+ * them. */
 typedef struct
 {
 	char *name;
@@ -846,16 +868,18 @@ typedef struct
 	uint32_t nbuckets;
 	uint64_t *rows;
 	dbm_h128 *sum;
-	dbm_keymap keys; /* row lines: serialized key -> count, hash */
-	bool have_rows;
-	long line; /* of the table line */
+	uint64_t *rrows;   /* per bucket: row lines seen, and their hash sum */
+	dbm_h128 *rsum;
+	FILE *spill;	   /* row lines, or NULL */
+	long line;		   /* of the table line */
 } fblock;
 
 typedef struct
 {
 	dbm_jsonl_reader r;
-	bool done; /* saw the done line */
+	bool done;	/* saw the done line */
 	char *last; /* name of the previous table, for the order check */
+	long long tables, total_rows;
 } fside;
 
 static void
@@ -865,7 +889,10 @@ fblock_free(fblock *b)
 	json_decref(b->tline);
 	free(b->rows);
 	free(b->sum);
-	dbm_keymap_free(&b->keys);
+	free(b->rrows);
+	free(b->rsum);
+	if (b->spill)
+		fclose(b->spill);
 	memset(b, 0, sizeof(*b));
 }
 
@@ -877,6 +904,8 @@ fblock_buckets(fside *s, fblock *b, long long n)
 		b->nbuckets = (uint32_t) n;
 		b->rows = xcalloc((size_t) n, sizeof(uint64_t));
 		b->sum = xcalloc((size_t) n, sizeof(dbm_h128));
+		b->rrows = xcalloc((size_t) n, sizeof(uint64_t));
+		b->rsum = xcalloc((size_t) n, sizeof(dbm_h128));
 	}
 	else if (b->nbuckets != (uint32_t) n)
 	{
@@ -887,6 +916,39 @@ fblock_buckets(fside *s, fblock *b, long long n)
 	return true;
 }
 
+/* After the done line: check its counts and that nothing follows. */
+static bool
+check_done(fside *s, json_t *o)
+{
+	long long tables = -1, rows = -1;
+	json_t *rest;
+	int rc;
+
+	if (json_is_integer(json_object_get(o, "tables")))
+		tables = json_integer_value(json_object_get(o, "tables"));
+	if (json_is_integer(json_object_get(o, "rows")))
+		rows = json_integer_value(json_object_get(o, "rows"));
+	if (tables != s->tables || rows != s->total_rows)
+	{
+		dbm_log_error("%s:%ld: the done line counts %lld tables and %lld rows, the file"
+					  " holds %lld and %lld (file corrupt or cut)",
+					  s->r.path, s->r.line, tables, rows, s->tables, s->total_rows);
+		return false;
+	}
+	if ((rc = dbm_jsonl_next(&s->r, &rest)) != 0)
+	{
+		if (rc == 1)
+		{
+			json_decref(rest);
+			dbm_log_error("%s:%ld: data after the done line", s->r.path, s->r.line);
+		}
+		return false;
+	}
+	return true;
+}
+
+static bool check_row_lines(fside *s, fblock *b);
+
 /*
  * Read the next table block. Returns 1 with *b filled, 0 at the done
  * line, -1 after logging (corrupt, truncated, out of order).
@@ -896,30 +958,31 @@ fblock_read(fside *s, fblock *b)
 {
 	json_t *o;
 	int rc;
+	dbm_h128 h;
 
 	memset(b, 0, sizeof(*b));
-	dbm_keymap_init(&b->keys);
 	while ((rc = dbm_jsonl_next(&s->r, &o)) == 1)
 	{
 		const char *type, *table, *hex;
 		long long bucket, n, rows;
-		dbm_h128 h;
-		bool ok = false;
 
 		if (!dbm_jsonl_str(&s->r, o, "type", &type))
 			goto bad;
 		if (strcmp(type, "done") == 0)
 		{
-			json_decref(o);
-			if (b->name || b->rows || b->have_rows)
+			bool ok;
+			if (b->name || b->rows)
 			{
 				dbm_log_error("%s:%ld: done line inside the block of a table",
 							  s->r.path, s->r.line);
-				fblock_free(b);
-				return -1;
+				goto bad;
 			}
-			s->done = true;
+			ok = check_done(s, o);
+			json_decref(o);
 			fblock_free(b);
+			if (!ok)
+				return -1;
+			s->done = true;
 			return 0;
 		}
 		if (!dbm_jsonl_str(&s->r, o, "table", &table))
@@ -938,35 +1001,43 @@ fblock_read(fside *s, fblock *b)
 			if (!dbm_jsonl_int(&s->r, o, "buckets", 1, DBM_MAX_BUCKETS, &n) ||
 				!dbm_jsonl_int(&s->r, o, "bucket", 0, n - 1, &bucket) ||
 				!dbm_jsonl_int(&s->r, o, "rows", 0, INT64_MAX, &rows) ||
-				!dbm_jsonl_str(&s->r, o, "hash", &hex) ||
-				!fblock_buckets(s, b, n))
+				!dbm_jsonl_str(&s->r, o, "hash", &hex) || !fblock_buckets(s, b, n))
 				goto bad;
 			if (!dbm_h128_parse(hex, &h))
 			{
-				dbm_log_error("%s:%ld: invalid hash \"%s\"", s->r.path,
-							  s->r.line, hex);
+				dbm_log_error("%s:%ld: invalid hash \"%s\"", s->r.path, s->r.line, hex);
 				goto bad;
 			}
 			b->rows[bucket] += (uint64_t) rows;
 			dbm_h128_add(&b->sum[bucket], h);
-			ok = true;
 		}
 		else if (strcmp(type, "row") == 0)
 		{
 			json_t *key = json_object_get(o, "key");
+			json_t *hv = json_object_get(o, "hash");
+			json_t *bv = json_object_get(o, "bucket");
 			char *ks;
-			if (!json_is_object(key) || !dbm_jsonl_str(&s->r, o, "hash", &hex) ||
-				!dbm_h128_parse(hex, &h))
+			bool ok;
+
+			if (!json_is_object(key) || !json_is_string(hv) ||
+				!dbm_h128_parse(json_string_value(hv), &h) || !json_is_integer(bv) ||
+				json_integer_value(bv) < 0 || json_integer_value(bv) >= DBM_MAX_BUCKETS)
 			{
-				dbm_log_error("%s:%ld: row line without a key object and hash",
+				dbm_log_error("%s:%ld: row line without a key object, bucket and hash",
 							  s->r.path, s->r.line);
 				goto bad;
 			}
+			if (b->spill == NULL && (b->spill = dbm_spill_open()) == NULL)
+				goto bad;
 			ks = json_dumps(key, JSON_COMPACT | JSON_PRESERVE_ORDER);
-			dbm_keymap_add(&b->keys, ks, strlen(ks), 0, h);
+			ok = dbm_spill_write(b->spill, (uint32_t) json_integer_value(bv), h, ks,
+								 (uint32_t) strlen(ks));
 			free(ks);
-			b->have_rows = true;
-			ok = true;
+			if (!ok)
+			{
+				dbm_log_error("could not write a temporary file: %m");
+				goto bad;
+			}
 		}
 		else if (strcmp(type, "table") == 0)
 		{
@@ -974,11 +1045,9 @@ fblock_read(fside *s, fblock *b)
 			uint64_t count = 0;
 			if (!dbm_jsonl_int(&s->r, o, "buckets", 1, DBM_MAX_BUCKETS, &n) ||
 				!dbm_jsonl_int(&s->r, o, "rows", 0, INT64_MAX, &rows) ||
-				!dbm_jsonl_str(&s->r, o, "hash", &hex) ||
-				!fblock_buckets(s, b, n))
+				!dbm_jsonl_str(&s->r, o, "hash", &hex) || !fblock_buckets(s, b, n))
 				goto bad;
-			if (!dbm_h128_parse(hex, &h) ||
-				!json_is_array(json_object_get(o, "columns")) ||
+			if (!dbm_h128_parse(hex, &h) || !json_is_array(json_object_get(o, "columns")) ||
 				!json_is_array(json_object_get(o, "key")))
 			{
 				dbm_log_error("%s:%ld: table line without valid hash, key and columns",
@@ -997,37 +1066,110 @@ fblock_read(fside *s, fblock *b)
 							  s->r.path, s->r.line, table);
 				goto bad;
 			}
+			if (b->spill && !check_row_lines(s, b))
+				goto bad;
 			if (s->last && strcmp(s->last, table) >= 0)
 			{
-				dbm_log_error("%s:%ld: table %s out of order (after %s)",
-							  s->r.path, s->r.line, table, s->last);
+				dbm_log_error("%s:%ld: table %s out of order (after %s)", s->r.path,
+							  s->r.line, table, s->last);
 				goto bad;
 			}
 			free(s->last);
 			s->last = xstrdup(table);
+			s->tables++;
+			s->total_rows += rows;
 			b->tline = o;
 			b->line = s->r.line;
 			return 1;
 		}
 		else
 		{
-			dbm_log_error("%s:%ld: unexpected line type \"%s\"", s->r.path,
-						  s->r.line, type);
+			dbm_log_error("%s:%ld: unexpected line type \"%s\"", s->r.path, s->r.line,
+						  type);
 			goto bad;
 		}
 		json_decref(o);
-		if (ok)
-			continue;
+		continue;
 	bad:
 		json_decref(o);
 		fblock_free(b);
 		return -1;
 	}
 	if (rc == 0)
-		dbm_log_error("%s:%ld: truncated: the file ends without a done line",
-					  s->r.path, s->r.line);
+		dbm_log_error("%s:%ld: truncated: the file ends without a done line", s->r.path,
+					  s->r.line);
 	fblock_free(b);
 	return -1;
+}
+
+/* The row lines of a bucket must add up to its bucket line: an edited
+ * row hash is corruption, not a difference. */
+static bool
+check_row_lines(fside *s, fblock *b)
+{
+	dbm_buf key;
+	uint32_t bucket;
+	dbm_h128 h;
+	int rc;
+
+	dbm_buf_init(&key);
+	rewind(b->spill);
+	while ((rc = dbm_spill_read(b->spill, &bucket, &h, &key)) == 1)
+	{
+		if (bucket >= b->nbuckets)
+		{
+			rc = -2;
+			break;
+		}
+		b->rrows[bucket]++;
+		dbm_h128_add(&b->rsum[bucket], h);
+	}
+	dbm_buf_free(&key);
+	if (rc == -1)
+	{
+		dbm_log_error("could not read a temporary file");
+		return false;
+	}
+	for (uint32_t i = 0; i < b->nbuckets && rc == 0; i++)
+		if (b->rrows[i] &&
+			(b->rrows[i] != b->rows[i] || !dbm_h128_eq(b->rsum[i], b->sum[i])))
+		{
+			dbm_log_error("%s:%ld: row lines of table %s, bucket %u, do not add up to"
+						  " its bucket line (file corrupt or edited)",
+						  s->r.path, s->r.line, b->name, i);
+			return false;
+		}
+	if (rc == -2)
+	{
+		dbm_log_error("%s:%ld: row line of table %s with a bucket out of range",
+					  s->r.path, s->r.line, b->name);
+		return false;
+	}
+	return true;
+}
+
+typedef struct
+{
+	const char *table;
+	summary *sum;
+} file_sink_ctx;
+
+/* Sink for file mode: keys are JSON text already. */
+static bool
+sink_file(void *ctx, rowdiffs *pass)
+{
+	file_sink_ctx *c = ctx;
+	bool ok = true;
+
+	for (size_t i = 0; i < pass->n && ok; i++)
+	{
+		json_t *key = json_loadb(pass->v[i].key, pass->v[i].keylen, 0, NULL);
+		count_row(c->sum, &pass->v[i]);
+		ok = dbm_jsonl_print(json_pack("{s:s,s:s,s:o,s:s}", "type", "row", "table",
+									   c->table, "key", key ? key : json_null(), "status",
+									   status_name[pass->v[i].status]));
+	}
+	return ok;
 }
 
 /* Compare two blocks of the same table. */
@@ -1039,12 +1181,9 @@ compare_blocks(fside *ls, fblock *l, fside *rs, fblock *r, summary *sum)
 	json_t *lk = json_object_get(l->tline, "key");
 	json_t *rk = json_object_get(r->tline, "key");
 	uint64_t lrows = 0, rrows = 0;
-	bool equal = true;
-	rowdiffs d = {0};
-	bool ok = true;
+	bool equal = true, ok = true;
 
-	if (!json_equal(lc, rc) || !json_equal(lk, rk) ||
-		l->nbuckets != r->nbuckets)
+	if (!json_equal(lc, rc) || !json_equal(lk, rk) || l->nbuckets != r->nbuckets)
 	{
 		dbm_log_error("table %s: columns, key or bucket count differ between"
 					  " %s:%ld and %s:%ld",
@@ -1073,33 +1212,35 @@ compare_blocks(fside *ls, fblock *l, fside *rs, fblock *r, summary *sum)
 	for (uint32_t i = 0; i < l->nbuckets && ok; i++)
 		if (l->rows[i] != r->rows[i] || !dbm_h128_eq(l->sum[i], r->sum[i]))
 			ok = dbm_jsonl_print(json_pack(
-				"{s:s,s:s,s:i,s:s,s:I,s:I}", "type", "bucket", "table", l->name,
-				"bucket", (int) i, "status", "different", "left_rows",
-				(json_int_t) l->rows[i], "right_rows", (json_int_t) r->rows[i]));
-	if (ok && l->have_rows && r->have_rows)
+				"{s:s,s:s,s:i,s:s,s:I,s:I}", "type", "bucket", "table", l->name, "bucket",
+				(int) i, "status", "different", "left_rows", (json_int_t) l->rows[i],
+				"right_rows", (json_int_t) r->rows[i]));
+	if (ok && l->spill && r->spill)
 	{
-		/* merge the right rows into the left map as side 1 */
-		for (size_t i = 0; i < r->keys.cap; i++)
-		{
-			dbm_keyent *e = &r->keys.ents[i];
-			if (e->key == NULL)
-				continue;
-			for (uint32_t c = 0; c < e->count[0]; c++)
-				dbm_keymap_add(&l->keys, e->key, e->keylen, 1, e->hash[0]);
-		}
-		collect_diffs(&l->keys, &d);
-		qsort(d.v, d.n, sizeof(rowdiff), cmp_diff);
-		for (size_t i = 0; i < d.n && ok; i++)
-		{
-			json_t *key = json_loadb(d.v[i].key, d.v[i].keylen, 0, NULL);
-			count_row(sum, &d.v[i]);
-			ok = dbm_jsonl_print(json_pack("{s:s,s:s,s:o,s:s}", "type", "row",
-										   "table", l->name, "key", key,
-										   "status", status_name[d.v[i].status]));
-		}
-		diffs_free(&d);
+		/* the same drill-down as connection mode, over the row lines */
+		dbm_buckets lb = {l->nbuckets, l->rows, l->sum};
+		dbm_buckets rb = {r->nbuckets, r->rows, r->sum};
+		side_table lt = {true, &lb, lrows, {0, 0}, 1, &l->spill};
+		side_table rt = {true, &rb, rrows, {0, 0}, 1, &r->spill};
+		file_sink_ctx ctx = {l->name, sum};
+		uint8_t *bits = xcalloc(l->nbuckets / 8 + 1, 1);
+		/* only buckets both files hold rows for can be named */
+		for (uint32_t i = 0; i < l->nbuckets; i++)
+			if ((l->rrows[i] || l->rows[i] == 0) && (r->rrows[i] || r->rows[i] == 0))
+				dbm_bit_set(bits, i);
+		ok = drill_down(&lt, &rt, bits, l->name, sink_file, &ctx);
+		free(bits);
 	}
 	return ok;
+}
+
+static uint64_t
+block_rows(const fblock *b)
+{
+	uint64_t n = 0;
+	for (uint32_t i = 0; i < b->nbuckets; i++)
+		n += b->rows[i];
+	return n;
 }
 
 static int
@@ -1123,7 +1264,7 @@ compare_files(const char *lpath, const char *rpath)
 		return 2;
 	}
 	lrc = fblock_read(&ls, &lb);
-	rrc = fblock_read(&rs, &rb);
+	rrc = lrc < 0 ? -1 : fblock_read(&rs, &rb);
 	while (lrc > 0 || rrc > 0)
 	{
 		if (lrc < 0 || rrc < 0)
@@ -1135,10 +1276,7 @@ compare_files(const char *lpath, const char *rpath)
 			sum.trouble = true;
 			sum.tables++;
 			sum.missing++;
-			uint64_t n = 0;
-			for (uint32_t i = 0; i < lb.nbuckets; i++)
-				n += lb.rows[i];
-			if (!print_table(lb.name, "missing", n, 0))
+			if (!print_table(lb.name, "missing", block_rows(&lb), 0))
 				goto out;
 			fblock_free(&lb);
 			lrc = fblock_read(&ls, &lb);
@@ -1149,10 +1287,7 @@ compare_files(const char *lpath, const char *rpath)
 			sum.trouble = true;
 			sum.tables++;
 			sum.extra++;
-			uint64_t n = 0;
-			for (uint32_t i = 0; i < rb.nbuckets; i++)
-				n += rb.rows[i];
-			if (!print_table(rb.name, "extra", 0, n))
+			if (!print_table(rb.name, "extra", 0, block_rows(&rb)))
 				goto out;
 			fblock_free(&rb);
 			rrc = fblock_read(&rs, &rb);
@@ -1164,7 +1299,7 @@ compare_files(const char *lpath, const char *rpath)
 			fblock_free(&lb);
 			fblock_free(&rb);
 			lrc = fblock_read(&ls, &lb);
-			rrc = fblock_read(&rs, &rb);
+			rrc = lrc < 0 ? -1 : fblock_read(&rs, &rb);
 		}
 	}
 	if (lrc < 0 || rrc < 0)

@@ -166,12 +166,6 @@ load_only_buckets(dbm_hashrun *h, const char *path, uint32_t nbuckets,
 	return ok;
 }
 
-static bool
-has_glob(const char *p)
-{
-	return strpbrk(p, "*?[") != NULL;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -284,13 +278,11 @@ main(int argc, char **argv)
 	for (int i = 0; i < filter.ninclude; i++)
 	{
 		bool found = false;
-		if (has_glob(incl[i]))
-			continue;
 		for (int t = 0; t < ntables && !found; t++)
 			found = dbm_table_matches(incl[i], tabs[t].nsp, tabs[t].rel, tabs[t].name);
 		if (!found)
 		{
-			dbm_log_error("table \"%s\" not found", incl[i]);
+			dbm_log_error("no table matches \"%s\"", incl[i]);
 			rc = 2;
 			goto out;
 		}
