@@ -3,6 +3,7 @@
 #
 #   dbm_start_pgbouncer DBNAME CONNINFO   # exports PGB PGB_ADMIN PGB_INI PGB_DIR PGB_PORT
 #   dbm_stop_pgbouncer                    # safe when nothing runs
+#   dbm_pgbouncer_db_field NAME FIELD     # a column of SHOW DATABASES
 #
 # pgbouncer (the Debian package, /usr/sbin/pgbouncer) runs daemonized on a
 # free loopback port, with its ini, auth file, log and pid file in a temp
@@ -96,6 +97,11 @@ dbm_start_pgbouncer()
 					PGB="host=127.0.0.1 port=$port dbname=$dbname user=postgres"
 					PGB_ADMIN="host=127.0.0.1 port=$port dbname=pgbouncer user=postgres"
 					export PGB PGB_ADMIN PGB_INI PGB_DIR PGB_PORT
+					# warm the pool as an application would have: a first
+					# login while the database is paused waits for
+					# server_login_retry (15 s) when pgbouncer has never
+					# seen the server's parameters
+					psql "$PGB" -XAtq -c 'SELECT 1' >/dev/null 2>&1 3>&- || true
 					return 0
 				fi
 				sleep 0.05
@@ -119,12 +125,13 @@ _dbm_pgb_kill()
 	[[ "$pid" =~ ^[0-9]+$ ]] || return 0
 	# only a pgbouncer: the pid file may be stale and the pid reused
 	[[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == pgbouncer ]] || return 0
-	kill -TERM "$pid" 2>/dev/null || return 0
+	# a test pgbouncer keeps nothing: no need to wait for its shutdown,
+	# which takes over a second
+	kill -KILL "$pid" 2>/dev/null || return 0
 	for i in $(seq 1 100); do
 		kill -0 "$pid" 2>/dev/null || return 0
-		sleep 0.05
+		sleep 0.02
 	done
-	kill -KILL "$pid" 2>/dev/null || true
 }
 
 # dbm_stop_pgbouncer: stop the pgbouncer started by dbm_start_pgbouncer and
@@ -137,3 +144,15 @@ dbm_stop_pgbouncer()
 	unset PGB PGB_ADMIN PGB_INI PGB_DIR PGB_PORT
 	return 0
 }
+
+# dbm_pgbouncer_db_field NAME FIELD: a column of SHOW DATABASES (host,
+# port, paused, ...) for database entry NAME.
+dbm_pgbouncer_db_field()
+{
+	psql "$PGB_ADMIN" -XAq -F '|' -c 'SHOW DATABASES' | awk -F '|' -v db="$1" -v f="$2" '
+		NR == 1 { for (i = 1; i <= NF; i++) if ($i == f) col = i; next }
+		$1 == db && col { print $col }'
+}
+
+# dbm_pgbouncer_paused NAME: succeeds when database entry NAME is paused.
+dbm_pgbouncer_paused() { [[ "$(dbm_pgbouncer_db_field "$1" paused)" == 1 ]]; }
