@@ -24,8 +24,9 @@ teardown_file()
 setup()
 {
 	DB="t_$BATS_TEST_NUMBER"
-	psql_src -c "CREATE DATABASE $DB"
+	psql_src -c "CREATE DATABASE $DB" &
 	psql_dst -c "CREATE DATABASE $DB"
+	wait $!
 	S=${SRC/dbname=postgres/dbname=$DB}
 	D=${DST/dbname=postgres/dbname=$DB}
 	OUT=$BATS_TEST_TMPDIR
@@ -407,7 +408,7 @@ END;' 7 400 2
 	migrated t
 }
 
-@test "--stop-at-lsn applies every transaction committed up to the LSN and none after; --until-idle stops after SECS without one" {
+@test "--stop-at-lsn applies every transaction committed up to the LSN and none after" {
 	both -c 'CREATE TABLE t (id int PRIMARY KEY)'
 	snap
 	ps_ -c 'INSERT INTO t VALUES (1)'
@@ -427,13 +428,32 @@ END;' 7 400 2
 	apply_to "$lsn"
 	jq -e -s '.[-1].applied == 0' "$OUT/apply"
 	assert_equal "$(position)" "$pos"
+	apply_to "$(src_lsn)"
+	jq -e -s '.[-1].applied == 1' "$OUT/apply"
+	migrated t
+}
 
+@test "--until-idle stops after SECS without a source transaction, exit 0" {
+	both -c 'CREATE TABLE t (id int PRIMARY KEY)'
+	snap
+	ps_ -c 'INSERT INTO t VALUES (1)' -c 'INSERT INTO t VALUES (2)'
 	start=$SECONDS
 	apply --until-idle 1
 	assert_success
 	assert_equal "$stderr" ""
 	[ $((SECONDS - start)) -le 10 ]
-	jq -e -s '.[-1] | .type == "stopped" and .reason == "idle" and .applied == 1 and .missed == 0' "$OUT/apply"
+	jq -e -s '.[-1] | .type == "stopped" and .reason == "idle" and .applied == 2 and .transactions == 2 and .missed == 0' "$OUT/apply"
+	migrated t
+	# a write while it waits is applied, and the wait starts again
+	dbm-cdc-apply --source "$S" --target "$D" --slot "$SLOT" --until-idle 2 >"$OUT/apply2" 2>"$OUT/apply2.err" 3>&- &
+	APPLY_PID=$!
+	sleep 1
+	ps_ -c 'INSERT INTO t VALUES (3)'
+	rc=0
+	wait "$APPLY_PID" || rc=$?
+	APPLY_PID=
+	assert_equal "$rc" 0
+	jq -e -s '.[-1] | .reason == "idle" and .applied == 1' "$OUT/apply2"
 	migrated t
 }
 
