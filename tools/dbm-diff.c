@@ -880,6 +880,7 @@ typedef struct
 	bool done;	/* saw the done line */
 	char *last; /* name of the previous table, for the order check */
 	long long tables, total_rows;
+	dbm_buf missing; /* tables the other file has and this one lacks */
 } fside;
 
 static void
@@ -931,8 +932,9 @@ check_done(fside *s, json_t *o)
 	if (tables != s->tables || rows != s->total_rows)
 	{
 		dbm_log_error("%s:%ld: the done line counts %lld tables and %lld rows, the file"
-					  " holds %lld and %lld (file corrupt or cut)",
-					  s->r.path, s->r.line, tables, rows, s->tables, s->total_rows);
+					  " holds %lld and %lld (file corrupt or cut%s%s)",
+					  s->r.path, s->r.line, tables, rows, s->tables, s->total_rows,
+					  s->missing.len ? "; lacks " : "", s->missing.len ? s->missing.data : "");
 		return false;
 	}
 	if ((rc = dbm_jsonl_next(&s->r, &rest)) != 0)
@@ -1250,7 +1252,11 @@ compare_files(const char *lpath, const char *rpath)
 	fblock lb = {0}, rb = {0};
 	int lrc, rrc, rc = 2;
 	summary sum = {0};
+	dbm_buf later;
 
+	dbm_buf_init(&later);
+	dbm_buf_init(&ls.missing);
+	dbm_buf_init(&rs.missing);
 	if (strcmp(lpath, "-") == 0 && strcmp(rpath, "-") == 0)
 	{
 		dbm_log_error("only one of LEFT and RIGHT can be stdin");
@@ -1272,7 +1278,10 @@ compare_files(const char *lpath, const char *rpath)
 		int c = lrc == 0 ? 1 : rrc == 0 ? -1 : strcmp(lb.name, rb.name);
 		if (c < 0)
 		{
-			dbm_log_error("table %s is missing on the right (%s)", lb.name, rpath);
+			/* said at the end, unless the file turns out corrupt (then
+			 * that is the one thing worth saying) */
+			dbm_buf_printf(&later, "table %s is missing on the right (%s)\n", lb.name, rpath);
+			dbm_buf_printf(&rs.missing, "%s%s", rs.missing.len ? ", " : "", lb.name);
 			sum.trouble = true;
 			sum.tables++;
 			sum.missing++;
@@ -1283,7 +1292,8 @@ compare_files(const char *lpath, const char *rpath)
 		}
 		else if (c > 0)
 		{
-			dbm_log_error("table %s is missing on the left (%s)", rb.name, lpath);
+			dbm_buf_printf(&later, "table %s is missing on the left (%s)\n", rb.name, lpath);
+			dbm_buf_printf(&ls.missing, "%s%s", ls.missing.len ? ", " : "", rb.name);
 			sum.trouble = true;
 			sum.tables++;
 			sum.extra++;
@@ -1304,11 +1314,20 @@ compare_files(const char *lpath, const char *rpath)
 	}
 	if (lrc < 0 || rrc < 0)
 		goto out;
+	for (char *p = later.data, *nl; *p; p = nl + 1)
+	{
+		nl = strchr(p, '\n');
+		*nl = '\0';
+		dbm_log_error("%s", p);
+	}
 	if (!print_summary(&sum))
 		goto out;
 	rc = sum.trouble ? 2 : sum.different ? 1 : 0;
 
 out:
+	dbm_buf_free(&later);
+	dbm_buf_free(&ls.missing);
+	dbm_buf_free(&rs.missing);
 	fblock_free(&lb);
 	fblock_free(&rb);
 	free(ls.last);
