@@ -36,6 +36,7 @@ typedef struct
 {
 	char *target;	  /* quoted target table */
 	char **qcols;	  /* quoted target column per source column */
+	char **ttypes;	  /* target type of each, format_type() */
 	int ncols;
 	int nkey;
 	int *key;		  /* source column indexes matched in WHERE */
@@ -87,6 +88,7 @@ struct dbm_apply
 };
 
 static bool drain(dbm_apply *a, int keep);
+static bool flush_inserts(dbm_apply *a);
 
 static bool
 cat_query(dbm_apply *a, const char *sql, int n, const char *const *vals,
@@ -143,27 +145,9 @@ dbm_apply_open(const dbm_apply_opts *o)
 					 " triggers and foreign keys fire on the target",
 					 dbm_pg_error(a->conn));
 	PQclear(res);
-	if (o->origin)
-	{
-		const char *v[1] = {o->origin};
-		res = PQexecParams(a->conn,
-						   "SELECT pg_catalog.pg_replication_origin_create($1)"
-						   " WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_origin"
-						   " WHERE roname = $1)",
-						   1, NULL, v, NULL, NULL, 0);
-		PQclear(res);
-		res = PQexecParams(a->conn, "SELECT pg_catalog.pg_replication_origin_session_setup($1)",
-						   1, NULL, v, NULL, NULL, 0);
-		if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		{
-			dbm_log_error("could not set up replication origin \"%s\": %s", o->origin,
-						  dbm_pg_error(a->conn));
-			PQclear(res);
-			goto out_fail;
-		}
-		PQclear(res);
-	}
 	PQclear(PQexec(a->conn, "SET synchronous_commit = off"));
+	if (o->origin && !dbm_apply_set_origin(a, o->origin))
+		goto out_fail;
 
 	/* what dbm-snapshot copied, and as of which position */
 	{
@@ -201,16 +185,42 @@ dbm_apply_open(const dbm_apply_opts *o)
 		}
 	}
 
-	if (PQenterPipelineMode(a->conn) != 1)
-	{
-		dbm_log_error("could not enter pipeline mode: %s", dbm_pg_error(a->conn));
-		goto out_fail;
-	}
 	return a;
 
 out_fail:
 	dbm_apply_close(a);
 	return NULL;
+}
+
+bool
+dbm_apply_set_origin(dbm_apply *a, const char *origin)
+{
+	const char *v[1] = {origin};
+	PGresult *res;
+
+	if (PQpipelineStatus(a->conn) != PQ_PIPELINE_OFF)
+	{
+		dbm_log_error("internal error: replication origin set after the first change");
+		return false;
+	}
+	res = PQexecParams(a->conn,
+					   "SELECT pg_catalog.pg_replication_origin_create($1)"
+					   " WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_origin"
+					   " WHERE roname = $1)",
+					   1, NULL, v, NULL, NULL, 0);
+	PQclear(res);
+	res = PQexecParams(a->conn, "SELECT pg_catalog.pg_replication_origin_session_setup($1)",
+					   1, NULL, v, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		dbm_log_error("could not set up replication origin \"%s\" on the target (%s):"
+					  " is another dbm-cdc-apply running on this stream?",
+					  origin, dbm_pg_error(a->conn));
+		PQclear(res);
+		return false;
+	}
+	PQclear(res);
+	return true;
 }
 
 bool
@@ -253,7 +263,12 @@ amap_free(amap *m)
 	if (m == NULL)
 		return;
 	for (int i = 0; i < m->ncols; i++)
+	{
 		free(m->qcols[i]);
+		if (m->ttypes)
+			free(m->ttypes[i]);
+	}
+	free(m->ttypes);
 	for (int i = 0; i < m->nstmts; i++)
 		free(m->stmts[i].mask);
 	free(m->stmts);
@@ -299,6 +314,7 @@ dbm_apply_map(dbm_apply *a, dbm_srcrel *r)
 	r->qname = xstrdup(m->target);
 	m->ncols = r->ncols;
 	m->qcols = xcalloc((size_t) r->ncols + 1, sizeof(char *));
+	m->ttypes = xcalloc((size_t) r->ncols + 1, sizeof(char *));
 	m->key = xcalloc((size_t) r->ncols + 1, sizeof(int));
 	for (int c = 0; c < r->ncols && ok; c++)
 	{
@@ -324,7 +340,12 @@ dbm_apply_map(dbm_apply *a, dbm_srcrel *r)
 			ok = false;
 			break;
 		}
-		m->qcols[c] = PQescapeIdentifier(a->cat, r->cols[c], strlen(r->cols[c]));
+		{
+			char *q = PQescapeIdentifier(a->cat, r->cols[c], strlen(r->cols[c]));
+			m->qcols[c] = xstrdup(q);
+			PQfreemem(q);
+		}
+		m->ttypes[c] = xstrdup(PQgetvalue(res, found, 4));
 	}
 	/* a target column the source does not send (dropped or never there) */
 	for (int t = 0; t < PQntuples(res) && ok; t++)
@@ -374,7 +395,11 @@ dbm_apply_map(dbm_apply *a, dbm_srcrel *r)
 		amap_free(m);
 		return false;
 	}
-	dbm_apply_unmap(a, r);
+	if (!dbm_apply_unmap(a, r))
+	{
+		amap_free(m);
+		return false;
+	}
 	r->apply = m;
 	return true;
 }
@@ -439,13 +464,17 @@ dbm_apply_target_rel(dbm_apply *a, const char *nsp, const char *name)
 	return r;
 }
 
-void
+bool
 dbm_apply_unmap(dbm_apply *a, dbm_srcrel *r)
 {
+	bool ok = true;
+
+	/* rows waiting for a multi-row insert go out before their mapping */
 	if (r->apply && a->ins_map == r->apply)
-		a->ins_map = NULL; /* flushed by the caller's order of calls */
+		ok = flush_inserts(a);
 	amap_free(r->apply);
 	r->apply = NULL;
+	return ok;
 }
 
 /* ---- pipeline bookkeeping ---- */
@@ -562,6 +591,11 @@ begin_txn(dbm_apply *a)
 {
 	if (a->in_txn)
 		return true;
+	if (PQpipelineStatus(a->conn) == PQ_PIPELINE_OFF && PQenterPipelineMode(a->conn) != 1)
+	{
+		dbm_log_error("could not enter pipeline mode: %s", dbm_pg_error(a->conn));
+		return false;
+	}
 	if (PQsendQueryParams(a->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) != 1)
 	{
 		dbm_log_error("could not send to the target: %s", dbm_pg_error(a->conn));
@@ -654,8 +688,8 @@ get_stmt(dbm_apply *a, amap *m, char op, const char *mask, int nrows)
 			dbm_buf_printf(&sql, " WHERE ctid = (SELECT ctid FROM %s WHERE ",
 						   m->target);
 			for (int c = 0; c < m->ncols; c++)
-				dbm_buf_printf(&sql, "%s%s::text IS NOT DISTINCT FROM $%d",
-							   c ? " AND " : "", m->qcols[c], p++);
+				dbm_buf_printf(&sql, "%s%s::text IS NOT DISTINCT FROM ($%d::%s)::text",
+							   c ? " AND " : "", m->qcols[c], p++, m->ttypes[c]);
 			dbm_buf_puts(&sql, " LIMIT 1)");
 		}
 		else

@@ -30,6 +30,9 @@ typedef struct
 
 /* Connect, pin the session, create the state table. NULL after logging. */
 dbm_apply *dbm_apply_open(const dbm_apply_opts *o);
+/* Mark the target session with a replication origin (before the first
+ * change); false after logging, e.g. when another session holds it. */
+bool dbm_apply_set_origin(dbm_apply *a, const char *origin);
 /* The stored position of the stream: lsn (NULL if none; caller frees) and
  * offsets as JSON text (NULL if none; caller frees). */
 bool dbm_apply_get_position(dbm_apply *a, char **lsn, char **offsets);
@@ -44,8 +47,9 @@ bool dbm_apply_map(dbm_apply *a, dbm_srcrel *r);
  * the primary key as key (replica identity FULL without one), type names
  * in tnames. NULL after logging when the table is missing. */
 dbm_srcrel *dbm_apply_target_rel(dbm_apply *a, const char *nsp, const char *name);
-/* Forget the mapping of a relation before it is freed. */
-void dbm_apply_unmap(dbm_apply *a, dbm_srcrel *r);
+/* Forget the mapping of a relation before it is freed (rows still
+ * waiting for it are sent first; false after logging if that fails). */
+bool dbm_apply_unmap(dbm_apply *a, dbm_srcrel *r);
 /* Queue one change (opens the target transaction if needed). where names
  * the change in error messages. */
 bool dbm_apply_change(dbm_apply *a, const dbm_change *c, const char *where);

@@ -65,6 +65,21 @@ dbm_pg_error(PGconn *conn)
 	return msg;
 }
 
+/* Server notices and warnings become one diagnostic line each. */
+static void
+notice_to_log(void *arg, const PGresult *res)
+{
+	const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	(void) arg;
+	if (msg == NULL)
+		return;
+	if (sev && (strcmp(sev, "WARNING") == 0))
+		dbm_log_warn("server: %s", msg);
+	else
+		dbm_log_info("server: %s", msg);
+}
+
 PGconn *
 dbm_pg_connect(const char *conninfo, const char *appname)
 {
@@ -95,6 +110,7 @@ dbm_pg_connect_ex(const char *conninfo, const char *appname,
 		PQfinish(conn);
 		return NULL;
 	}
+	PQsetNoticeReceiver(conn, notice_to_log, NULL);
 	if (!dbm_pg_command(conn, PINNED_SETTINGS, "session settings"))
 	{
 		PQfinish(conn);

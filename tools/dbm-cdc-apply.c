@@ -15,6 +15,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fnmatch.h>
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
@@ -67,6 +68,7 @@ typedef struct
 	/* the source transaction being received */
 	bool in_txn;
 	bool skip_txn;
+	bool stop_now; /* the stream reached --stop-at-lsn */
 	dbm_pgo_begin begin;
 	char *origin;
 
@@ -120,10 +122,10 @@ usage(void)
 		   "      --batch-rows=N          rows per target transaction (default 10000)\n"
 		   "      --batch-ms=MS           longest wait before a target commit (default 200)\n"
 		   "      --origin=NAME           replication origin of the target sessions\n"
-		   "                              (default dbm)\n"
-		   "      --skip-origin=NAME      skip source transactions that carry this\n"
-		   "                              origin (default dbm: what a dbm-cdc-apply\n"
-		   "                              applied there), so streams never echo\n"
+		   "                              (default dbm_STREAM)\n"
+		   "      --skip-origin=PATTERN   skip source transactions whose origin matches\n"
+		   "                              (default dbm_*: what a dbm-cdc-apply applied\n"
+		   "                              there), so streams never echo\n"
 		   "      --no-origin             neither (needs no superuser)\n"
 		   "      --print                 apply nothing: print the normalized changes\n"
 		   "      --metrics-file=PATH     write Prometheus metrics there (atomically)\n"
@@ -379,6 +381,12 @@ handle(cdc *c, const char *msg, size_t len)
 			c->begin.final_lsn = dbm_rd_u64(&rd);
 			c->begin.commit_time = (int64_t) dbm_rd_u64(&rd);
 			c->begin.xid = dbm_rd_u32(&rd);
+			if (c->stop_lsn && c->begin.final_lsn > c->stop_lsn)
+			{
+				/* committed after the stop position: not ours to apply */
+				c->stop_now = true;
+				break;
+			}
 			c->in_txn = true;
 			c->skip_txn = c->begin.final_lsn < c->start_lsn;
 			c->last_data = dbm_now_ms();
@@ -389,7 +397,7 @@ handle(cdc *c, const char *msg, size_t len)
 		case 'O': /* Origin: Int64 origin LSN, String name */
 			dbm_rd_u64(&rd);
 			c->origin = xstrdup(dbm_rd_str(&rd));
-			if (c->skip_origin && strcmp(c->origin, c->skip_origin) == 0)
+			if (c->skip_origin && fnmatch(c->skip_origin, c->origin, 0) == 0)
 				c->skip_txn = true;
 			break;
 
@@ -408,8 +416,11 @@ handle(cdc *c, const char *msg, size_t len)
 				for (int i = 0; i < c->nrels; i++)
 					if (c->rels[i] == old)
 						c->rels[i] = r;
-				if (c->ap)
-					dbm_apply_unmap(c->ap, old);
+				if (c->ap && !dbm_apply_unmap(c->ap, old))
+				{
+					dbm_srcrel_free(old);
+					return false;
+				}
 				dbm_srcrel_free(old);
 			}
 			else
@@ -619,6 +630,8 @@ stream(cdc *c)
 		{
 			if (stop_requested)
 				return commit_batch(c) ? STOP_SIGNAL : STOP_ERROR;
+			if (c->stop_now)
+				return commit_batch(c) ? STOP_LSN : STOP_ERROR;
 			if (c->stop_lsn && c->flushed_lsn >= c->stop_lsn && c->batch_txns == 0)
 				return STOP_LSN;
 		}
@@ -654,7 +667,13 @@ stream(cdc *c)
 		}
 		if (r == -1)
 		{
-			dbm_log_error("the source ended the replication stream");
+			PGresult *res = PQgetResult(c->repl);
+			if (PQresultStatus(res) == PGRES_FATAL_ERROR)
+				dbm_log_error("the source ended the replication stream: %s",
+							  dbm_pg_error(c->repl));
+			else
+				dbm_log_error("the source ended the replication stream");
+			PQclear(res);
 			return STOP_ERROR;
 		}
 		if (r < 0)
@@ -767,11 +786,14 @@ main(int argc, char **argv)
 		{NULL, 0, NULL, 0}};
 	cdc c = {0};
 	bool no_origin = false;
+	char *origin_buf = NULL;
 	int opt, rc = 2;
 	stop_reason why = STOP_ERROR;
 
 	dbm_log_init(argv[0]);
 	opterr = 0;
+	/* each JSON line reaches a pipe or file when it is written */
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	c.source = getenv("DBM_SOURCE");
 	c.target = getenv("DBM_TARGET");
 	c.schema = "dbm";
@@ -871,9 +893,9 @@ main(int argc, char **argv)
 	 * applies carries its origin, and transactions with that origin
 	 * coming back are skipped */
 	if (c.origin_name == NULL && !no_origin)
-		c.origin_name = "dbm";
+		c.origin_name = origin_buf = xasprintf("dbm_%s", c.stream);
 	if (c.skip_origin == NULL && !no_origin)
-		c.skip_origin = "dbm";
+		c.skip_origin = "dbm_*";
 	if (c.stream == NULL)
 		c.stream = c.slot;
 	dbm_buf_init(&c.where);
@@ -888,7 +910,7 @@ main(int argc, char **argv)
 							 .schema = c.schema,
 							 .stream = c.stream,
 							 .converge = false,
-							 .origin = c.origin_name};
+							 .origin = NULL};
 		char *lsn = NULL, *offsets = NULL;
 		if ((c.ap = dbm_apply_open(&ao)) == NULL ||
 			!dbm_apply_get_position(c.ap, &lsn, &offsets))
@@ -902,6 +924,9 @@ main(int argc, char **argv)
 	if ((c.repl = dbm_pg_connect_ex(c.source, "dbm-cdc-apply", true)) == NULL)
 		goto out;
 	if (!start_replication(&c))
+		goto out;
+	/* after the slot is ours, so a second applier is told about the slot */
+	if (c.ap && c.origin_name && !dbm_apply_set_origin(c.ap, c.origin_name))
 		goto out;
 
 	signal(SIGINT, on_signal);
@@ -939,6 +964,7 @@ out:
 		dbm_srcrel_free(c.rels[i]);
 	free(c.rels);
 	free(c.origin);
+	free(origin_buf);
 	dbm_buf_free(&c.where);
 	if (fclose(stdout) != 0 && rc == 0)
 	{

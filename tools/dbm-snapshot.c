@@ -40,6 +40,7 @@ on_signal(int sig)
 typedef struct
 {
 	const dbm_rel *rel;
+	int table;		  /* index of its table (a partitioned root has several) */
 	char *target;	  /* quoted name on the target */
 	char *src_cols;	  /* quoted column list read from the source */
 	char *dst_cols;	  /* the same columns for COPY on the target */
@@ -70,6 +71,7 @@ typedef struct
 	pthread_cond_t imported_cv;
 	int imported;
 	atomic_int failed;
+	atomic_int loaded; /* pieces committed on the target in this run */
 	atomic_uint_fast64_t rows, bytes;
 	uint64_t total_bytes;
 } snap;
@@ -415,6 +417,7 @@ load_piece(snap *s, PGconn *src, PGconn *dst, const piece *p)
 	PQclear(res);
 	if (!dbm_pg_command(dst, "COMMIT", "could not commit on the target"))
 		goto out;
+	atomic_fetch_add(&s->loaded, 1);
 	ok = dbm_jsonl_print(json_pack("{s:s,s:s,s:i,s:i,s:I,s:I,s:I}", "type", "copied",
 								   "table", u->rel->name, "piece", p->piece,
 								   "pieces", u->pieces, "rows", (json_int_t) rows,
@@ -502,6 +505,24 @@ load_done(PGconn *dst, const char *schema, snap *s)
 	return true;
 }
 
+/* The copy position of a partitioned table, under the root's name. */
+static bool
+record_root(PGconn *dst, snap *s, const char *root)
+{
+	char *sch = PQescapeIdentifier(dst, s->schema, strlen(s->schema));
+	char *sql = xasprintf("INSERT INTO %s.snapshot_table (relname, pieces, copy_lsn, snapshot)"
+						  " VALUES ($1, 0, $2, $3) ON CONFLICT (relname) DO UPDATE"
+						  " SET copy_lsn = $2, snapshot = $3, started_at = now()",
+						  sch);
+	const char *vals[3] = {root, s->lsn, s->snapshot};
+	PGresult *res = exec_params(dst, sql, 3, vals, PGRES_COMMAND_OK,
+								"could not record the copy on the target");
+	free(sql);
+	PQfreemem(sch);
+	PQclear(res);
+	return res != NULL;
+}
+
 /* A split relation is emptied and its state reset before its pieces load. */
 static bool
 start_split(PGconn *dst, snap *s, unit *u)
@@ -545,7 +566,7 @@ start_split(PGconn *dst, snap *s, unit *u)
 /* Ensure the publication exists before the slot: pgoutput looks it up as
  * of each change's position, so one created later is not found. */
 static bool
-ensure_publication(PGconn *conn, const char *pub)
+ensure_publication(PGconn *conn, const char *pub, bool *created)
 {
 	const char *vals[1] = {pub};
 	PGresult *res = exec_params(conn, "SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1",
@@ -563,6 +584,7 @@ ensure_publication(PGconn *conn, const char *pub)
 		char *sql = xasprintf("CREATE PUBLICATION %s FOR ALL TABLES"
 							  " WITH (publish_via_partition_root = true)", q);
 		ok = dbm_pg_command(conn, sql, "could not create the publication");
+		*created = ok;
 		free(sql);
 		PQfreemem(q);
 	}
@@ -607,9 +629,12 @@ main(int argc, char **argv)
 	int64_t started = dbm_now_ms();
 	char *tmp_slot = NULL;
 	int skipped = 0;
+	bool created_pub = false, created_slot = false;
 
 	dbm_log_init(argv[0]);
 	opterr = 0;
+	/* a copied line is on disk as soon as its piece is committed */
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	while ((c = getopt_long(argc, argv, "t:T:j:Vh", long_options, NULL)) != -1)
 	{
 		switch (c)
@@ -682,7 +707,20 @@ main(int argc, char **argv)
 		if ((coord = dbm_pg_connect(source, "dbm-snapshot")) == NULL ||
 			(repl = dbm_pg_connect_ex(source, "dbm-snapshot", true)) == NULL)
 			goto out;
-		if (!ensure_publication(coord, publication))
+		{
+			/* before anything is created on the source */
+			PGresult *res = exec_params(coord, "SELECT current_setting('wal_level')", 0, NULL,
+										PGRES_TUPLES_OK, "could not read wal_level");
+			bool logical = res && strcmp(PQgetvalue(res, 0, 0), "logical") == 0;
+			if (res && !logical)
+				dbm_log_error("the source has wal_level = %s: a slot needs wal_level = logical"
+							  " (ALTER SYSTEM SET wal_level = logical, then restart)",
+							  PQgetvalue(res, 0, 0));
+			PQclear(res);
+			if (!logical)
+				goto out;
+		}
+		if (!ensure_publication(coord, publication, &created_pub))
 			goto out;
 		if (resume)
 		{
@@ -721,6 +759,7 @@ main(int argc, char **argv)
 		s.lsn = xstrdup(PQgetvalue(res, 0, 1));
 		s.snapshot = xstrdup(PQgetvalue(res, 0, 2));
 		PQclear(res);
+		created_slot = tmp_slot == NULL;
 	}
 	else
 	{
@@ -753,13 +792,36 @@ main(int argc, char **argv)
 		bool ok = true;
 		for (int i = 0; i < ntabs; i++)
 			for (int r = 0; r < tabs[i].nrels; r++)
+			{
+				s.units[s.nunits].table = i;
 				ok = plan_unit(coord, dst, &tabs[i], &tabs[i].rels[r],
 							   &s.units[s.nunits++]) && ok;
+			}
 		if (!ok)
 			goto out; /* nothing copied: every check comes first */
 	}
 	if (!prepare_state(dst, s.schema, resume) || (resume && !load_done(dst, s.schema, &s)))
 		goto out;
+	/* changes to a partitioned table arrive under the root's name, so its
+	 * partitions share one copy position: one unfinished partition means
+	 * the whole table is copied again, and the position is recorded for
+	 * the root too */
+	for (int i = 0; i < ntabs; i++)
+	{
+		bool all_done = true;
+		if (tabs[i].relkind != 'p')
+			continue;
+		for (int u = 0; u < s.nunits; u++)
+			if (s.units[u].table == i && !s.units[u].skip)
+				all_done = false;
+		if (all_done)
+			continue;
+		for (int u = 0; u < s.nunits; u++)
+			if (s.units[u].table == i)
+				s.units[u].skip = false;
+		if (!record_root(dst, &s, tabs[i].name))
+			goto out;
+	}
 
 	/* pieces */
 	s.pieces = xcalloc((size_t) s.nunits * MAX_PIECES + 1, sizeof(piece));
@@ -896,6 +958,27 @@ out:
 	free(threads);
 	PQfinish(coord);
 	PQfinish(repl);
+	if (rc != 0 && atomic_load(&s.loaded) == 0 && (created_slot || created_pub))
+	{
+		/* failed before copying anything: leave the source as it was, no
+		 * slot holding WAL, so a plain retry works */
+		PGconn *c2 = dbm_pg_connect(source, "dbm-snapshot");
+		if (c2 && created_slot)
+		{
+			const char *v[1] = {slot};
+			PQclear(PQexecParams(c2, "SELECT pg_catalog.pg_drop_replication_slot($1)", 1,
+								 NULL, v, NULL, NULL, 0));
+		}
+		if (c2 && created_pub)
+		{
+			char *q = PQescapeIdentifier(c2, publication, strlen(publication));
+			char *sql = xasprintf("DROP PUBLICATION IF EXISTS %s", q);
+			PQclear(PQexec(c2, sql));
+			free(sql);
+			PQfreemem(q);
+		}
+		PQfinish(c2);
+	}
 	PQfinish(dst);
 	for (int u = 0; u < s.nunits; u++)
 	{
