@@ -307,7 +307,7 @@ write_bench_script()
 	assert_equal "$(pd_ -c "SELECT to_regclass('dbm.switch') IS NULL")" t
 }
 
-@test "a failing --exec exits 2 and says so" {
+@test "a failing --exec exits 2 and says so; dbm-rollback then brings everything back to the source" {
 	cutover_setup
 	run -0 freeze_pgb
 	printf '%s\n' "$output" >"$OUT/frozen.jsonl"
@@ -316,5 +316,32 @@ write_bench_script()
 	assert_failure 2
 	assert_equal "$output" ""
 	assert_equal "${stderr_lines[0]}" 'dbm-switch: error: command "exit 3" failed (status 3)'
+	# the application never left the source: going back must work
+	run --separate-stderr rollback_pgb --timeout 5
+	assert_equal "$stderr" ""
+	assert_success
+	jq -e '.type == "rolled_back" and .primary == "source"' <<<"$output"
+	run ! dbm_pgbouncer_paused "$DB"
+	run -0 timeout 5 psql "$PGB" -XAtq -v ON_ERROR_STOP=1 \
+		-c "INSERT INTO orders (account_id, port) VALUES (1, inet_server_port()) RETURNING port"
+	assert_output "$SRC_PORT"
+}
+
+@test "a pgbouncer console that cannot be reached exits 2 and leaves the ini file as it was" {
+	cutover_setup
+	run -0 freeze_pgb
+	printf '%s\n' "$output" >"$OUT/frozen.jsonl"
+	cp "$PGB_INI" "$OUT/ini.before"
+	port=$(_dbm_pgb_free_port)
+	run --separate-stderr dbm-switch --source "$S" --target "$D" --freeze "$OUT/frozen.jsonl" \
+		--pgbouncer "host=127.0.0.1 port=$port dbname=pgbouncer user=postgres" \
+		--pgbouncer-ini "$PGB_INI" --database "$DB" \
+		--reverse-slot "$RSLOT" --reverse-publication "$RSLOT"
+	assert_failure 2
+	assert_equal "$output" ""
+	assert_regex "${stderr_lines[0]}" "^dbm-switch: error: could not connect to \".*port=$port"
+	# the next RELOAD, by anyone, must not send clients to the target
+	cmp "$PGB_INI" "$OUT/ini.before"
 	run -0 freeze_pgb --thaw
+	routes_to "$SRC_PORT"
 }
