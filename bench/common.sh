@@ -17,6 +17,24 @@ proc_cpu()
 	CPU=$((f[13] + f[14] + f[15] + f[16]))
 }
 
+# CPU ticks of a server: the postmaster, its reaped children and its live
+# ones (walwriter, checkpointer, autovacuum, a running backend...), in CPU.
+# A child that exits between two readings moves from the live sum to the
+# reaped one, so differences stay right.
+server_cpu()
+{
+	local f c=() pid total
+	read -r -a f <"/proc/$1/stat"
+	total=$((f[13] + f[14] + f[15] + f[16]))
+	read -r -a c <"/proc/$1/task/$1/children" || true
+	for pid in "${c[@]}"; do
+		# a child may be gone by now: its time is in the next reading
+		read -r -a f <"/proc/$pid/stat" 2>/dev/null || continue
+		total=$((total + f[13] + f[14]))
+	done
+	CPU=$total
+}
+
 # CPU ticks the whole machine spent busy (any process), in CPU.
 machine_cpu()
 {
@@ -33,6 +51,26 @@ nchildren()
 	local c=()
 	read -r -a c <"/proc/$1/task/$1/children" || true
 	N=${#c[@]}
+}
+
+# wait_for_other_benches: the machine may be shared; another benchmark
+# running at the same time would distort both.  Wait (up to
+# BENCH_WAIT_MAX seconds, default 1800) until no other bench/*.sh runs.
+wait_for_other_benches()
+{
+	local waited=0 others
+	while :; do
+		# our own subshells share our command line and process group
+		others=$(pgrep -f 'bench/[a-z]+\.sh' | while read -r p; do
+			g=$(ps -o pgid= -p "$p" 2>/dev/null | tr -d ' ')
+			[[ -z "$g" || "$g" == "$(ps -o pgid= -p $$ | tr -d ' ')" ]] || echo "$p"
+		done)
+		[[ -z "$others" ]] && return 0
+		((waited == 0)) && say "waiting for other benchmarks to finish (pids $(echo $others))"
+		((waited < ${BENCH_WAIT_MAX:-1800})) || { say "still running; going on anyway"; return 0; }
+		sleep 5
+		waited=$((waited + 5))
+	done
 }
 
 declare -A PM IDLE
@@ -92,7 +130,7 @@ measure()
 	declare -A s0 s1
 	settle
 	for n in "${CLUSTERS[@]}"; do
-		proc_cpu "${PM[$n]}"
+		server_cpu "${PM[$n]}"
 		s0[$n]=$CPU
 	done
 	machine_cpu; m0=$CPU
@@ -105,7 +143,7 @@ measure()
 	machine_cpu; m1=$CPU
 	local line="$phase\t$tool\t$run" srv=0 cols=""
 	for n in "${CLUSTERS[@]}"; do
-		proc_cpu "${PM[$n]}"
+		server_cpu "${PM[$n]}"
 		s1[$n]=$CPU
 		srv=$((srv + s1[$n] - s0[$n]))
 		cols+=" $((s1[$n] - s0[$n]))"

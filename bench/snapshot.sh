@@ -50,6 +50,7 @@ for t in dbm-snapshot dbm-cdc-apply dbm-diff; do
 	[[ -x "$ROOT/build/$t" ]] || die "$ROOT/build/$t not built (run make)"
 done
 
+wait_for_other_benches
 T0=$EPOCHREALTIME
 WORK=$(mktemp -d /tmp/dbm-bench-snapshot.XXXXXX)
 chmod 755 "$WORK"

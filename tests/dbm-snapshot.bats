@@ -783,7 +783,7 @@ EOF
 	run --separate-stderr dbm-snapshot --source "$OTHER" --target "$D" --slot "$SLOT"
 	assert_failure 2
 	assert_equal "$output" ""
-	assert_regex "${stderr_lines[-1]}" "^dbm-snapshot: error: could not create replication slot \"$SLOT\": .*wal_level"
+	assert_regex "${stderr_lines[-1]}" "^dbm-snapshot: error: the source has wal_level = replica: a slot needs wal_level = logical"
 	assert_equal "$(pd_ -c 'SELECT count(*) FROM a')" 0
 	# one line: no raw server notice before it
 	assert_equal "${#stderr_lines[@]}" 1

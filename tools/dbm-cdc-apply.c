@@ -631,7 +631,14 @@ stream(cdc *c)
 			if (stop_requested)
 				return commit_batch(c) ? STOP_SIGNAL : STOP_ERROR;
 			if (c->stop_now)
-				return commit_batch(c) ? STOP_LSN : STOP_ERROR;
+			{
+				if (!commit_batch(c))
+					return STOP_ERROR;
+				/* everything before the stop position is applied */
+				if (c->flushed_lsn < c->stop_lsn)
+					c->flushed_lsn = c->stop_lsn;
+				return STOP_LSN;
+			}
 			if (c->stop_lsn && c->flushed_lsn >= c->stop_lsn && c->batch_txns == 0)
 				return STOP_LSN;
 		}
