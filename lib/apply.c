@@ -37,6 +37,7 @@ typedef struct
 	char *target;	  /* quoted target table */
 	char **qcols;	  /* quoted target column per source column */
 	char **ttypes;	  /* target type of each, format_type() */
+	bool *always;	  /* GENERATED ALWAYS AS IDENTITY on the target */
 	int ncols;
 	int nkey;
 	int *key;		  /* source column indexes matched in WHERE */
@@ -269,6 +270,7 @@ amap_free(amap *m)
 			free(m->ttypes[i]);
 	}
 	free(m->ttypes);
+	free(m->always);
 	for (int i = 0; i < m->nstmts; i++)
 		free(m->stmts[i].mask);
 	free(m->stmts);
@@ -287,7 +289,7 @@ dbm_apply_map(dbm_apply *a, dbm_srcrel *r)
 		"       coalesce((SELECT true FROM pg_catalog.pg_index i"
 		"                 WHERE i.indrelid = a.attrelid AND i.indisprimary"
 		"                   AND a.attnum = ANY (i.indkey)), false),"
-		"       format('%I.%I', n.nspname, c.relname)"
+		"       format('%I.%I', n.nspname, c.relname), a.attidentity = 'a'"
 		"FROM pg_catalog.pg_class c"
 		" JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
 		" JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid"
@@ -315,6 +317,7 @@ dbm_apply_map(dbm_apply *a, dbm_srcrel *r)
 	m->ncols = r->ncols;
 	m->qcols = xcalloc((size_t) r->ncols + 1, sizeof(char *));
 	m->ttypes = xcalloc((size_t) r->ncols + 1, sizeof(char *));
+	m->always = xcalloc((size_t) r->ncols + 1, sizeof(bool));
 	m->key = xcalloc((size_t) r->ncols + 1, sizeof(int));
 	for (int c = 0; c < r->ncols && ok; c++)
 	{
@@ -346,6 +349,7 @@ dbm_apply_map(dbm_apply *a, dbm_srcrel *r)
 			PQfreemem(q);
 		}
 		m->ttypes[c] = xstrdup(PQgetvalue(res, found, 4));
+		m->always[c] = strcmp(PQgetvalue(res, found, 7), "t") == 0;
 	}
 	/* a target column the source does not send (dropped or never there) */
 	for (int t = 0; t < PQntuples(res) && ok; t++)
@@ -632,7 +636,8 @@ get_stmt(dbm_apply *a, amap *m, char op, const char *mask, int nrows)
 				dbm_buf_printf(&sql, "%s%s", first ? "" : ", ", m->qcols[c]);
 				first = false;
 			}
-		dbm_buf_puts(&sql, ") VALUES ");
+		/* the source's identity values, not new ones */
+		dbm_buf_puts(&sql, ") OVERRIDING SYSTEM VALUE VALUES ");
 		for (int r = 0; r < nrows; r++)
 		{
 			dbm_buf_puts(&sql, r ? ", (" : "(");
@@ -869,8 +874,11 @@ dbm_apply_change(dbm_apply *a, const dbm_change *c, const char *where)
 		const char *name;
 
 		dbm_buf_init(&tmp);
+		/* GENERATED ALWAYS identity columns can only be set to DEFAULT by
+		 * an UPDATE: they keep their value (they are the key anyway) */
 		for (int i = 0; i < n; i++)
-			mask[i] = (c->op == DBM_OP_UPDATE && c->newv[i].kind != DBM_VAL_UNCHANGED)
+			mask[i] = (c->op == DBM_OP_UPDATE && c->newv[i].kind != DBM_VAL_UNCHANGED &&
+					   !m->always[i])
 						  ? '1' : '0';
 		if (c->op == DBM_OP_UPDATE && strchr(mask, '1') == NULL)
 			goto out_free; /* nothing to write */

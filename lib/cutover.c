@@ -116,24 +116,58 @@ dbm_wait_applied(PGconn *target, const char *schema, const char *stream,
 {
 	char *s = PQescapeIdentifier(target, schema, strlen(schema));
 	char lsnbuf[32], idbuf[32];
+	const char *sv[1] = {schema};
 	char *sql;
 	int64_t deadline = dbm_now_ms() + (int64_t) (timeout * 1000);
 	int rc = -1;
+	bool have_pos, have_bar;
+	PGresult *res;
 
+	/* which signs this target can give: a position table (dbm-cdc-apply),
+	 * a barrier table (any engine that carries dbm.barrier) */
+	res = PQexecParams(target,
+					   "SELECT to_regclass(format('%I.apply_position', $1::text)) IS NOT NULL,"
+					   "       to_regclass(format('%I.barrier', $1::text)) IS NOT NULL",
+					   1, NULL, sv, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		dbm_log_error("could not read the target's catalog: %s", dbm_pg_error(target));
+		PQclear(res);
+		PQfreemem(s);
+		return -1;
+	}
+	have_pos = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	have_bar = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+	PQclear(res);
+	if (!have_pos && !have_bar)
+	{
+		dbm_log_error("the target has neither %s.apply_position nor %s.barrier: nothing"
+					  " shows what it has applied",
+					  schema, schema);
+		PQfreemem(s);
+		return -1;
+	}
 	dbm_lsn_format(lsn, lsnbuf);
 	snprintf(idbuf, sizeof(idbuf), "%ld", barrier_id);
 	/* either sign is enough: the position covers the LSN, or the barrier
 	 * row arrived (whatever engine carried it) */
-	sql = xasprintf("SELECT"
-					" coalesce((SELECT max(lsn) >= $1::pg_lsn FROM %s.apply_position"
-					"   WHERE to_regclass('%s.apply_position') IS NOT NULL"
-					"   AND ($2::text IS NULL OR stream = $2)), false),"
-					" coalesce((SELECT true FROM %s.barrier WHERE id = $3::bigint), false)",
-					s, schema, s);
+	{
+		char *pos = have_pos ? xasprintf("coalesce((SELECT max(lsn) >= $1::pg_lsn FROM %s.apply_position"
+										 " WHERE $2::text IS NULL OR stream = $2), false)",
+										 s)
+							 : xstrdup("$1::pg_lsn IS NULL AND $2::text IS NULL");
+		char *bar = have_bar ? xasprintf("coalesce((SELECT true FROM %s.barrier WHERE id = $3::bigint),"
+										 " false)",
+										 s)
+							 : xstrdup("$3::bigint IS NULL");
+		sql = xasprintf("SELECT %s, %s", pos, bar);
+		free(pos);
+		free(bar);
+	}
 	for (;;)
 	{
 		const char *v[3] = {lsnbuf, stream, idbuf};
-		PGresult *res = PQexecParams(target, sql, 3, NULL, v, NULL, NULL, 0);
+		res = PQexecParams(target, sql, 3, NULL, v, NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		{
 			dbm_log_error("could not read the applied position on the target: %s",
@@ -324,7 +358,12 @@ dbm_epoch_iso(int64_t ms, char out[96])
 bool
 dbm_readonly_set(PGconn *conn, bool on)
 {
-	PGresult *res = PQexec(conn, "SELECT pg_catalog.quote_ident(current_database())");
+	PGresult *res;
+
+	/* this session may have started read-only itself */
+	if (!dbm_pg_command(conn, "SET default_transaction_read_only = off", NULL))
+		return false;
+	res = PQexec(conn, "SELECT pg_catalog.quote_ident(current_database())");
 	bool ok = false;
 
 	if (PQresultStatus(res) == PGRES_TUPLES_OK)
@@ -343,6 +382,37 @@ dbm_readonly_set(PGconn *conn, bool on)
 }
 
 /* Run the router command; false after logging. */
+static bool
+copy_file(const char *from, const char *to)
+{
+	FILE *in = fopen(from, "r"), *out;
+	char buf[8192];
+	size_t n;
+	bool ok = true;
+
+	if (in == NULL)
+	{
+		dbm_log_error("could not open file \"%s\": %m", from);
+		return false;
+	}
+	if ((out = fopen(to, "w")) == NULL)
+	{
+		dbm_log_error("could not open file \"%s\": %m", to);
+		fclose(in);
+		return false;
+	}
+	while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+		if (fwrite(buf, 1, n, out) != n)
+			ok = false;
+	fclose(in);
+	if (fclose(out) != 0 || !ok)
+	{
+		dbm_log_error("could not write file \"%s\": %m", to);
+		return false;
+	}
+	return true;
+}
+
 static bool
 run_exec(const char *cmd, const char *source, const char *target, const char *db,
 		 const char *route_to)
@@ -372,14 +442,35 @@ dbm_route_repoint(const char *admin_ci, const char *ini, const char *db, const c
 
 	if (exec_cmd)
 		return run_exec(exec_cmd, source, target, db, route_to);
+	/* a copy of the ini to put back if pgbouncer cannot be told: a later
+	 * RELOAD must not move clients silently */
+	char *bak = xasprintf("%s.dbm-bak", ini);
+	if (!copy_file(ini, bak))
+	{
+		free(bak);
+		return false;
+	}
 	if (!dbm_bouncer_repoint(ini, db, to))
+	{
+		free(bak);
 		return false;
+	}
 	if ((admin = dbm_pg_connect_raw(admin_ci, dbm_progname())) == NULL)
+	{
+		if (rename(bak, ini) != 0)
+			dbm_log_error("could not restore \"%s\" from \"%s\": %m", ini, bak);
+		free(bak);
 		return false;
+	}
 	ok = dbm_bouncer(admin, "RELOAD", NULL);
 	/* no RECONNECT: PAUSE already closed the server connections, RELOAD
 	 * points new ones at the other side (and RECONNECT right after RELOAD
 	 * crashes pgbouncer 1.18) */
+	if (!ok && rename(bak, ini) != 0)
+		dbm_log_error("could not restore \"%s\" from \"%s\": %m", ini, bak);
+	else if (ok)
+		unlink(bak);
+	free(bak);
 	ok = ok && dbm_bouncer(admin, "RESUME", db);
 	PQfinish(admin);
 	return ok;

@@ -243,7 +243,21 @@ main(int argc, char **argv)
 		if (bouncer)
 		{
 			PGconn *admin = dbm_pg_connect_raw(bouncer, "dbm-freeze");
-			ok = admin && dbm_bouncer(admin, "RESUME", db);
+			ok = admin != NULL;
+			if (ok)
+			{
+				/* not paused is as good as resumed */
+				char *sql = xasprintf("RESUME \"%s\"", db);
+				PGresult *res = PQexec(admin, sql);
+				if (PQresultStatus(res) != PGRES_COMMAND_OK &&
+					strstr(dbm_pg_error(admin), "not paused") == NULL)
+				{
+					dbm_log_error("pgbouncer %s: %s", sql, dbm_pg_error(admin));
+					ok = false;
+				}
+				PQclear(res);
+				free(sql);
+			}
 			PQfinish(admin);
 		}
 		else

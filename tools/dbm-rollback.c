@@ -81,7 +81,10 @@ switch_state(PGconn *dst, const char *schema)
 		if (PQresultStatus(res) != PGRES_TUPLES_OK)
 			dbm_log_error("could not read the migration state: %s", dbm_pg_error(dst));
 		else
-			rc = PQntuples(res) > 0 && strcmp(PQgetvalue(res, 0, 0), "switched") == 0;
+			/* switching: the switch died half-way, clients may have
+			 * reached the target, so it counts as switched */
+			rc = PQntuples(res) > 0 && (strcmp(PQgetvalue(res, 0, 0), "switched") == 0 ||
+										strcmp(PQgetvalue(res, 0, 0), "switching") == 0);
 	}
 	PQclear(res);
 	free(sql);
@@ -176,6 +179,12 @@ main(int argc, char **argv)
 	if (bouncer == NULL && !readonly && exec_cmd == NULL)
 	{
 		dbm_log_error("give --pgbouncer with --pgbouncer-ini and --database, --exec, or --readonly");
+		dbm_log_usage_hint();
+		return 2;
+	}
+	if (bouncer && exec_cmd)
+	{
+		dbm_log_error("give either --pgbouncer or --exec, not both");
 		dbm_log_usage_hint();
 		return 2;
 	}

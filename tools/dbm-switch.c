@@ -79,7 +79,8 @@ ensure_reverse(PGconn *dst, const char *pub, const char *slot, char **lsn)
 		return false;
 	v[0] = slot;
 	res = PQexecParams(dst, "SELECT confirmed_flush_lsn::text FROM pg_catalog.pg_replication_slots"
-							" WHERE slot_name = $1",
+							" WHERE slot_name = $1 AND database = current_database()"
+							"   AND plugin = 'pgoutput'",
 					   1, NULL, v, NULL, NULL, 0);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0)
 	{
@@ -130,6 +131,25 @@ record_switch(PGconn *dst, const char *schema, const json_t *frozen, const char 
 		free(sql);
 	}
 	free(fz);
+	PQfreemem(s);
+	return ok;
+}
+
+static bool
+set_state(PGconn *dst, const char *schema, const char *state)
+{
+	char *s = PQescapeIdentifier(dst, schema, strlen(schema));
+	char *sql = xasprintf("UPDATE %s.switch SET state = $1, at = now()"
+						  " WHERE id = (SELECT max(id) FROM %s.switch)",
+						  s, s);
+	const char *v[1] = {state};
+	PGresult *res = PQexecParams(dst, sql, 1, NULL, v, NULL, NULL, 0);
+	bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+
+	if (!ok)
+		dbm_log_error("could not record the switch on the target: %s", dbm_pg_error(dst));
+	PQclear(res);
+	free(sql);
 	PQfreemem(s);
 	return ok;
 }
@@ -284,11 +304,19 @@ main(int argc, char **argv)
 	}
 	if (!dbm_sequences_copy(src, dst, schema, &nseq) || !ensure_reverse(dst, rpub, rslot, &rlsn))
 		goto out;
-	if (!record_switch(dst, schema, frozen, "switched", rslot, rpub,
+	/* switching until the router is repointed: a rollback of a switch
+	 * that died half-way must treat it as done (clients may have written
+	 * to the target); one that failed cleanly is marked aborted */
+	if (!record_switch(dst, schema, frozen, "switching", rslot, rpub,
 					   dbm_epoch_ms() - at_ms))
 		goto out;
-	if (!dbm_route_repoint(bouncer, ini, db, bouncer_target ? bouncer_target : target, exec_cmd, source,
-				 target, "target"))
+	if (!dbm_route_repoint(bouncer, ini, db, bouncer_target ? bouncer_target : target,
+						   exec_cmd, source, target, "target"))
+	{
+		set_state(dst, schema, "aborted");
+		goto out;
+	}
+	if (!set_state(dst, schema, "switched"))
 		goto out;
 	{
 		char lsnbuf[32], at[96];
