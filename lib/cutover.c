@@ -95,8 +95,10 @@ dbm_barrier_emit(PGconn *conn, const char *schema, const char *kind,
 	PQclear(res);
 	if (!dbm_pg_command(conn, "COMMIT", "could not commit the barrier"))
 		goto out;
-	/* everything committed before the barrier is before this position */
-	res = PQexec(conn, "SELECT pg_catalog.pg_current_wal_lsn()::text");
+	/* everything committed before the barrier is before this position
+	 * (the insert position: with synchronous_commit off the write position
+	 * can still be behind the commit just made) */
+	res = PQexec(conn, "SELECT pg_catalog.pg_current_wal_insert_lsn()::text");
 	if (PQresultStatus(res) == PGRES_TUPLES_OK &&
 		dbm_lsn_parse(PQgetvalue(res, 0, 0), lsn))
 		ok = true;

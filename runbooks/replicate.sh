@@ -3,14 +3,19 @@
 #
 #   DBM_SOURCE=... DBM_TARGET=... runbooks/replicate.sh [OPTION]... [-- DBM-CDC-APPLY OPTION...]
 #
-# Steps, in order; the first that fails ends the run:
+# Steps; the first that fails ends the run:
 #   pre-data   the schema without indexes and constraints:
-#              pg_dump --section=pre-data | psql
+#              pg_dump --section=pre-data | psql (and, meanwhile, the
+#              post-data section is dumped to a file: pg_dump -Fc)
 #   snapshot   dbm-snapshot --slot: a logical replication slot and, in its
 #              exported snapshot, a parallel binary copy of every table
-#   post-data  indexes, constraints, triggers: pg_dump -Fc --section=post-data
-#              to a file, pg_restore -j N (indexes built in parallel), then
-#              ANALYZE
+#   post-data  indexes, constraints, triggers, with pg_restore from that
+#              file; runs alongside the copy: each plain table's indexes
+#              and primary key, unique and exclusion constraints are built
+#              as soon as all of its data is in (at most N builds at once);
+#              the rest (foreign keys, partitioned tables, triggers...)
+#              follows the copy with pg_restore -j N; then ANALYZE
+#              (vacuumdb --analyze-only -j N)
 #   apply      dbm-cdc-apply --slot: the changes made since the snapshot,
 #              until it is stopped (SIGINT/SIGTERM to this script stops it
 #              cleanly at a transaction boundary) or a bound given after --
@@ -20,6 +25,9 @@
 #   --slot NAME      replication slot and publication (default dbm); the
 #                    slot must not exist yet
 #   --jobs N         parallel copy pieces and index builds (default 4)
+#   --maintenance-work-mem SIZE
+#                    for the index builds (default 512MB, as much per
+#                    build; empty: the server's setting)
 #   --copy-only      stop after post-data; the slot stays, so
 #                    `dbm-cdc-apply --slot NAME` can continue later
 #   --run-log FILE   where step lines are appended (default ./dbm-run.jsonl)
@@ -33,6 +41,8 @@
 # Output: the tools' JSON lines (docs/formats.md) and this script's step
 # lines on stdout; each step line is also appended to the run log:
 #   {"type":"step","step":"snapshot","status":"done","at":"...","ms":N,"lsn":"0/1A2B3C"}
+# (snapshot and post-data start together: "snapshot started", "post-data
+# started", "snapshot done", "post-data done").
 # Diagnostics on stderr: a failing step prints one line,
 #   replicate: error: post-data: pg_restore: error: could not execute query: ...
 # (dbm-cdc-apply's own error line when the apply step fails), and logs
@@ -43,7 +53,6 @@
 set -uo pipefail
 
 PROG=replicate
-STEP=
 RUN_LOG=
 WORK=
 
@@ -65,14 +74,14 @@ utc_iso()
 	printf '%s.%03dZ' "$(date -u -d "@$(($1 / 1000))" +%Y-%m-%dT%H:%M:%S)" $(($1 % 1000))
 }
 
-# step_line STATUS MS [JSON-OBJECT-TO-MERGE]: write one step line to stdout
-# and append it to the run log in one write.
+# step_line STEP STATUS MS [JSON-OBJECT-TO-MERGE]: write one step line to
+# stdout and append it to the run log in one write.
 step_line()
 {
 	local line
 	now_ms
-	line=$(jq -cn --arg step "$STEP" --arg status "$1" --arg at "$(utc_iso "$NOW_MS")" \
-		--argjson ms "$2" --argjson extra "${3:-{\}}" \
+	line=$(jq -cn --arg step "$1" --arg status "$2" --arg at "$(utc_iso "$NOW_MS")" \
+		--argjson ms "$3" --argjson extra "${4:-{\}}" \
 		'{type: "step", step: $step, status: $status, at: $at, ms: $ms} + $extra') ||
 		return 1
 	printf '%s\n' "$line"
@@ -89,14 +98,36 @@ die()
 	exit 2
 }
 
-# fail EXIT MESSAGE [QUIET]: the current step failed; log it, say it in one
-# line (unless QUIET: the tool has said it already), exit.
+declare -A STEP_T0=()
+
+start_step()
+{
+	now_ms
+	STEP_T0[$1]=$NOW_MS
+	step_line "$1" started 0 || exit 2
+}
+
+# done_step STEP [JSON-OBJECT]
+done_step()
+{
+	now_ms
+	step_line "$1" done "$((NOW_MS - STEP_T0[$1]))" "${2:-}" || exit 2
+}
+
+# step_fail STEP EXIT MESSAGE: log that STEP failed (as of NOW_MS).
+step_fail()
+{
+	local extra
+	extra=$(jq -cn --argjson exit "$2" --arg message "$3" '{exit: $exit, message: $message}')
+	step_line "$1" failed "$((NOW_MS - STEP_T0[$1]))" "$extra" || true
+}
+
+# fail STEP EXIT MESSAGE [QUIET]: STEP failed: log it, say it in one line
+# (unless QUIET: the tool has said it already), exit 2.
 fail()
 {
-	local rc=$1 msg=$2 extra
-	extra=$(jq -cn --argjson exit "$rc" --arg message "$msg" '{exit: $exit, message: $message}')
-	step_line failed "$((NOW_MS - STEP_T0))" "$extra" || true
-	[[ -n "${3:-}" ]] || echo "$PROG: error: $STEP: $msg" >&2
+	step_fail "$1" "$2" "$3"
+	[[ -n "${4:-}" ]] || echo "$PROG: error: $1: $3" >&2
 	exit 2
 }
 
@@ -109,21 +140,6 @@ first_error()
 		line=$(grep -v '^[[:space:]]*$' "$1" 2>/dev/null | tail -n 1)
 	line=${line//$'\t'/ }
 	printf '%s' "${line:-no message}"
-}
-
-start_step()
-{
-	STEP=$1
-	now_ms
-	STEP_T0=$NOW_MS
-	step_line started 0 || exit 2
-}
-
-# done_step [JSON-OBJECT]
-done_step()
-{
-	now_ms
-	step_line done "$((NOW_MS - STEP_T0))" "${1:-}" || exit 2
 }
 
 # run_child COMMAND...: run a dbm tool, passing SIGINT/SIGTERM/SIGHUP on to
@@ -152,6 +168,7 @@ run_child()
 # ---------------------------------------------------------------- options
 slot=dbm
 jobs=4
+mwm=512MB
 copy_only=
 run_log=./dbm-run.jsonl
 apply_args=()
@@ -160,12 +177,14 @@ while [[ $# -gt 0 ]]; do
 	--slot=*) slot=${1#*=} ;;
 	--jobs=*) jobs=${1#*=} ;;
 	--run-log=*) run_log=${1#*=} ;;
-	--slot | --jobs | --run-log)
+	--maintenance-work-mem=*) mwm=${1#*=} ;;
+	--slot | --jobs | --run-log | --maintenance-work-mem)
 		[[ $# -ge 2 ]] || die "option \"$1\" needs a value"
 		case $1 in
 		--slot) slot=$2 ;;
 		--jobs) jobs=$2 ;;
 		--run-log) run_log=$2 ;;
+		--maintenance-work-mem) mwm=$2 ;;
 		esac
 		shift
 		;;
@@ -180,6 +199,8 @@ done
 	die "invalid slot name \"$slot\": lower-case letters, digits and underscores, at most 63"
 [[ "$jobs" =~ ^[1-9][0-9]*$ && "$jobs" -le 64 ]] ||
 	die "invalid value \"$jobs\" for --jobs: expected 1 to 64"
+[[ -z "$mwm" || "$mwm" =~ ^[1-9][0-9]*(kB|MB|GB|TB)?$ ]] ||
+	die "invalid value \"$mwm\" for --maintenance-work-mem: expected a size like 512MB (empty: the server's)"
 [[ -n "$copy_only" && ${#apply_args[@]} -gt 0 ]] &&
 	die "arguments after -- go to dbm-cdc-apply, which --copy-only does not run"
 [[ -n "${DBM_SOURCE:-}" ]] || die "DBM_SOURCE is not set (a libpq conninfo string or URI)"
@@ -188,7 +209,7 @@ done
 # Use the checkout's binaries when run from one, the installed ones else.
 HERE=$(cd "$(dirname "$0")" && pwd)
 [[ -x "$HERE/../build/dbm-snapshot" ]] && PATH="$HERE/../build:$PATH"
-for cmd in jq pg_dump pg_restore psql dbm-snapshot dbm-cdc-apply; do
+for cmd in jq pg_dump pg_restore psql vacuumdb dbm-snapshot dbm-cdc-apply; do
 	command -v "$cmd" >/dev/null 2>&1 || die "\"$cmd\" not found in PATH"
 done
 
@@ -206,19 +227,140 @@ exists=$(psql -X -At -v ON_ERROR_STOP=1 -v slot="$slot" "$DBM_SOURCE" 2>"$WORK/p
 	<<<"SELECT count(*) FROM pg_catalog.pg_replication_slots WHERE slot_name = :'slot'")
 rc=$?
 now_ms
-[[ $rc -eq 0 ]] || fail "$rc" "$(first_error "$WORK/pre-data.err")"
+[[ $rc -eq 0 ]] || fail pre-data "$rc" "$(first_error "$WORK/pre-data.err")"
 [[ "$exists" == 0 ]] ||
-	fail 2 "replication slot \"$slot\" already exists on the source (drop it, or choose another name with --slot)"
+	fail pre-data 2 "replication slot \"$slot\" already exists on the source (drop it, or choose another name with --slot)"
+# post-data is dumped meanwhile (custom format: pg_restore -j and -L need
+# a seekable archive)
+pg_dump -Fc --section=post-data --no-publications --no-subscriptions \
+	-f "$WORK/post-data.dump" "$DBM_SOURCE" 2>"$WORK/post-data.err" &
+post_dump_pid=$!
 pg_dump --section=pre-data --no-publications --no-subscriptions "$DBM_SOURCE" \
 	2>"$WORK/pre-data.err" |
 	psql -X -q -v ON_ERROR_STOP=1 "$DBM_TARGET" >/dev/null 2>>"$WORK/pre-data.err"
 rc=$?
 now_ms
-[[ $rc -eq 0 ]] || fail "$rc" "$(first_error "$WORK/pre-data.err")"
-done_step
+[[ $rc -eq 0 ]] || fail pre-data "$rc" "$(first_error "$WORK/pre-data.err")"
+done_step pre-data
 
 # ---------------------------------------------------------------- snapshot
+# and post-data, side by side: each plain table's indexes and its primary
+# key, unique and exclusion constraints are built as soon as all of its
+# data is in, while the copy goes on; the rest of post-data (foreign keys,
+# partitioned tables, triggers...) follows the copy, then ANALYZE.
 start_step snapshot
+start_step post-data
+
+# The post-data section of the schema, dumped during the pre-data step, and
+# its table of contents split by table: TOC lines of an index or
+# constraint whose OID is listed in $WORK/oids (OID, table) go to that
+# table's list; everything else to rest.list.
+plan_post_data()
+{
+	wait "$post_dump_pid" || return
+	pg_restore -l "$WORK/post-data.dump" >"$WORK/toc" || return
+	psql -X -At -F $'\t' -v ON_ERROR_STOP=1 "$DBM_SOURCE" >"$WORK/oids" <<-'EOF' || return
+		SELECT i.indexrelid, format('%I.%I', n.nspname, c.relname)
+		FROM pg_catalog.pg_index i
+		JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind = 'r' AND NOT c.relispartition
+		UNION ALL
+		SELECT k.oid, format('%I.%I', n.nspname, c.relname)
+		FROM pg_catalog.pg_constraint k
+		JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE k.contype IN ('p', 'u', 'x') AND c.relkind = 'r' AND NOT c.relispartition
+	EOF
+	awk -F'\t' -v dir="$WORK" '
+		FILENAME == ARGV[1] { table[$1] = $2; next }
+		/^;/ { next }
+		match($0, /^[0-9]+; [0-9]+ [0-9]+ (INDEX|CONSTRAINT) /) {
+			split($0, f, " ")
+			if (f[3] in table) {
+				t = table[f[3]]
+				if (!(t in file)) {
+					file[t] = dir "/toc." ++n
+					print t "\t" file[t] > (dir "/tables")
+				}
+				print > file[t]
+				next
+			}
+		}
+		{ print > (dir "/rest.list") }' "$WORK/oids" "$WORK/toc" || return
+	touch "$WORK/tables" "$WORK/rest.list"
+}
+
+# Index builds of finished tables, at most $jobs at once: pid -> table.
+declare -A BUILDER=() TOC_OF=()
+QUEUE=()
+BUILD_FAILED=
+
+# Collect finished builders; note the first failure.
+reap_builders()
+{
+	local pid rc
+	for pid in "${!BUILDER[@]}"; do
+		kill -0 "$pid" 2>/dev/null && continue
+		wait "$pid"
+		rc=$?
+		if [[ $rc -ne 0 && -z "$BUILD_FAILED" ]]; then
+			BUILD_FAILED=$rc
+			BUILD_ERR=$WORK/build.$pid.err
+		fi
+		[[ $rc -eq 0 ]] && rm -f "$WORK/build.$pid.err"
+		unset "BUILDER[$pid]"
+	done
+}
+
+# Start queued builds while fewer than $jobs run.
+pump_builders()
+{
+	local t
+	reap_builders
+	while [[ ${#QUEUE[@]} -gt 0 && ${#BUILDER[@]} -lt $jobs && -z "$BUILD_FAILED" ]]; do
+		t=${QUEUE[0]}
+		QUEUE=("${QUEUE[@]:1}")
+		PGOPTIONS=$PGOPTIONS_BUILD pg_restore --exit-on-error -d "$DBM_TARGET" \
+			-L "${TOC_OF[$t]}" "$WORK/post-data.dump" 2>"$WORK/build.tmp.err" &
+		mv "$WORK/build.tmp.err" "$WORK/build.$!.err"
+		BUILDER[$!]=$t
+	done
+}
+
+stop_builders()
+{
+	local pid
+	QUEUE=()
+	for pid in "${!BUILDER[@]}"; do
+		kill -TERM "$pid" 2>/dev/null
+	done
+	for pid in "${!BUILDER[@]}"; do
+		wait "$pid" 2>/dev/null
+	done
+	BUILDER=()
+}
+
+# The copy failed or was stopped: log both steps, the copy's line last.
+fail_snapshot()
+{
+	stop_builders
+	now_ms
+	step_fail post-data 2 "not finished: the copy did not end"
+	fail snapshot "$@"
+}
+
+PGOPTIONS_BUILD=${PGOPTIONS:-}
+[[ -n "$mwm" ]] && PGOPTIONS_BUILD+=" -c maintenance_work_mem=$mwm"
+if ! plan_post_data 2>>"$WORK/post-data.err"; then
+	now_ms
+	step_fail snapshot 2 "not started: post-data failed"
+	fail post-data 2 "$(first_error "$WORK/post-data.err")"
+fi
+while IFS=$'\t' read -r t f; do
+	TOC_OF[$t]=$f
+done <"$WORK/tables"
+
 # On a terminal its progress display shows and its own error line is the
 # one line; else its stderr is kept for the one line we print.
 if [[ -t 2 ]]; then
@@ -226,45 +368,84 @@ if [[ -t 2 ]]; then
 else
 	quiet= err=$WORK/snapshot.err
 fi
-# its lines go to our stdout as they come, and to a file we read after
-exec {out}> >(tee "$WORK/snapshot.jsonl")
-tee_pid=$!
-run_child dbm-snapshot --source="$DBM_SOURCE" --target="$DBM_TARGET" \
-	--slot="$slot" --jobs="$jobs" >&"$out" 2>"$err"
-exec {out}>&-
-wait "$tee_pid"
+SIGNALLED=
+declare -A COPIED=()
+exec {snap_fd}< <(exec dbm-snapshot --source="$DBM_SOURCE" --target="$DBM_TARGET" \
+	--slot="$slot" --jobs="$jobs" 2>"$err")
+snap_pid=$!
+trap 'SIGNALLED=1; kill -TERM "$snap_pid" 2>/dev/null' INT TERM HUP
+: >"$WORK/snapshot.jsonl"
+# its lines go to our stdout as they come; a table whose pieces are all
+# copied gets its indexes
+while :; do
+	if IFS= read -r -t 0.2 -u "$snap_fd" line; then
+		printf '%s\n' "$line"
+		printf '%s\n' "$line" >>"$WORK/snapshot.jsonl"
+		if [[ "$line" == '{"type":"copied",'* ]]; then
+			IFS=$'\t' read -r t n < <(jq -r '[.table, .pieces] | @tsv' <<<"$line")
+			COPIED[$t]=$((${COPIED[$t]:-0} + 1))
+			if [[ ${COPIED[$t]} -eq $n && -n "${TOC_OF[$t]:-}" ]]; then
+				QUEUE+=("$t")
+			fi
+		fi
+	elif (($? <= 128)); then
+		break # end of its output
+	fi
+	pump_builders
+	if [[ -n "$BUILD_FAILED" && -z "$SIGNALLED" ]]; then
+		# no point copying on: stop the copy cleanly
+		SIGNALLED=1
+		kill -TERM "$snap_pid" 2>/dev/null
+	fi
+done
+exec {snap_fd}<&-
+wait "$snap_pid"
+RC=$?
+trap - INT TERM HUP
 now_ms
+if [[ -n "$BUILD_FAILED" ]]; then
+	stop_builders
+	step_fail snapshot 2 "stopped: post-data failed"
+	fail post-data "$BUILD_FAILED" "$(first_error "$BUILD_ERR")"
+fi
 if [[ $RC -ne 0 ]]; then
-	[[ -n "$quiet" ]] && fail "$RC" "dbm-snapshot exited $RC" quiet
-	fail "$RC" "$(first_error "$err")"
+	[[ -n "$quiet" ]] && fail_snapshot "$RC" "dbm-snapshot exited $RC" quiet
+	fail_snapshot "$RC" "$(first_error "$err")"
 fi
 if ! done_line=$(jq -ce 'select(.type == "done")' "$WORK/snapshot.jsonl" 2>/dev/null); then
-	[[ -n "$SIGNALLED" ]] && fail 2 "stopped by a signal before the copy was done"
-	fail 2 "dbm-snapshot ended without a done line"
+	[[ -n "$SIGNALLED" ]] && fail_snapshot 2 "stopped by a signal before the copy was done"
+	fail_snapshot 2 "dbm-snapshot ended without a done line"
 fi
 lsn=$(jq -r 'select(.type == "snapshot") | .lsn' "$WORK/snapshot.jsonl")
-done_step "$(jq -cn --arg slot "$slot" --arg lsn "$lsn" --argjson d "$done_line" \
+done_step snapshot "$(jq -cn --arg slot "$slot" --arg lsn "$lsn" --argjson d "$done_line" \
 	'{slot: $slot, lsn: $lsn, rows: $d.rows, bytes: $d.bytes}')"
-[[ -z "$SIGNALLED" ]] || exit 0
 
-# ---------------------------------------------------------------- post-data
-start_step post-data
-# pg_restore -j needs a seekable archive: custom format in a file
-pg_dump -Fc --section=post-data --no-publications --no-subscriptions \
-	-f "$WORK/post-data.dump" "$DBM_SOURCE" 2>"$WORK/post-data.err"
+# the remaining index builds, then the rest of post-data, then statistics
+trap 'SIGNALLED=1; stop_builders' INT TERM HUP
+while [[ ${#QUEUE[@]} -gt 0 || ${#BUILDER[@]} -gt 0 ]]; do
+	pump_builders
+	[[ -n "$BUILD_FAILED" || -n "$SIGNALLED" ]] && break
+	sleep 0.05
+done
+now_ms
+if [[ -n "$BUILD_FAILED" ]]; then
+	stop_builders
+	fail post-data "$BUILD_FAILED" "$(first_error "$BUILD_ERR")"
+fi
+[[ -z "$SIGNALLED" ]] || fail post-data 2 "stopped by a signal"
+PGOPTIONS=$PGOPTIONS_BUILD pg_restore -j "$jobs" --exit-on-error -d "$DBM_TARGET" \
+	-L "$WORK/rest.list" "$WORK/post-data.dump" 2>>"$WORK/post-data.err"
 rc=$?
 if [[ $rc -eq 0 ]]; then
-	pg_restore -j "$jobs" --section=post-data --exit-on-error -d "$DBM_TARGET" \
-		"$WORK/post-data.dump" 2>>"$WORK/post-data.err"
+	vacuumdb --analyze-only --jobs="$jobs" --quiet --dbname="$DBM_TARGET" \
+		2>>"$WORK/post-data.err"
 	rc=$?
 fi
-if [[ $rc -eq 0 ]]; then
-	psql -X -q -v ON_ERROR_STOP=1 -c ANALYZE "$DBM_TARGET" 2>>"$WORK/post-data.err"
-	rc=$?
-fi
+trap - INT TERM HUP
 now_ms
-[[ $rc -eq 0 ]] || fail "$rc" "$(first_error "$WORK/post-data.err")"
-done_step
+[[ $rc -eq 0 ]] || fail post-data "$rc" "$(first_error "$WORK/post-data.err")"
+[[ -z "$SIGNALLED" ]] || fail post-data 2 "stopped by a signal"
+done_step post-data
 
 [[ -z "$copy_only" ]] || exit 0
 
@@ -274,6 +455,6 @@ run_child dbm-cdc-apply --source="$DBM_SOURCE" --target="$DBM_TARGET" \
 	--slot="$slot" "${apply_args[@]}"
 now_ms
 # dbm-cdc-apply has said why on stderr, in one line
-[[ $RC -eq 0 ]] || fail "$RC" "dbm-cdc-apply exited $RC" quiet
-done_step
+[[ $RC -eq 0 ]] || fail apply "$RC" "dbm-cdc-apply exited $RC" quiet
+done_step apply
 exit 0

@@ -178,13 +178,17 @@ write_source()
 	assert_equal "$stderr" 'replicate: error: DBM_TARGET is not set (a libpq conninfo string or URI)'
 }
 
-@test "--jobs must be a positive number and --copy-only takes no arguments for the apply" {
+@test "--jobs and --maintenance-work-mem are checked, and --copy-only takes no arguments for the apply" {
 	run --separate-stderr replicate --jobs 0
 	assert_failure 2
 	assert_equal "$stderr" 'replicate: error: invalid value "0" for --jobs: expected 1 to 64'
 	run --separate-stderr replicate --copy-only -- --until-idle 1
 	assert_failure 2
 	assert_equal "$stderr" 'replicate: error: arguments after -- go to dbm-cdc-apply, which --copy-only does not run'
+	run --separate-stderr replicate --maintenance-work-mem lots
+	assert_failure 2
+	assert_equal "$stderr" 'replicate: error: invalid value "lots" for --maintenance-work-mem: expected a size like 512MB (empty: the server'"'"'s)'
+	[[ ! -s "$LOG" ]]
 }
 
 # ---------------------------------------------------------------- real runs
@@ -196,12 +200,12 @@ write_source()
 
 	# stdout: step lines around the snapshot's own lines
 	[[ $(jq -r 'select(.type == "step") | "\(.step) \(.status)"' <<<"$output" |
-		paste -sd,) == "pre-data started,pre-data done,snapshot started,snapshot done,post-data started,post-data done" ]]
+		paste -sd,) == "pre-data started,pre-data done,snapshot started,post-data started,snapshot done,post-data done" ]]
 	jq -e -s 'map(select(.type == "done")) | length == 1' <<<"$output"
 	# the run log holds the step lines only, with the documented fields
 	run steps
 	assert_output "$(printf '%s\n' 'pre-data started' 'pre-data done' 'snapshot started' \
-		'snapshot done' 'post-data started' 'post-data done')"
+		'post-data started' 'snapshot done' 'post-data done')"
 	jq -e -s 'all(.[]; (keys_unsorted[:5] == ["type", "step", "status", "at", "ms"])
 		and (.at | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}[.][0-9]{3}Z$"))
 		and (.ms | type == "number"))' "$LOG"
@@ -241,7 +245,7 @@ write_source()
 	BG_PID=
 	run steps
 	assert_output "$(printf '%s\n' 'pre-data started' 'pre-data done' 'snapshot started' \
-		'snapshot done' 'post-data started' 'post-data done' 'apply started' 'apply done')"
+		'post-data started' 'snapshot done' 'post-data done' 'apply started' 'apply done')"
 	# the writer ended before dbm-cdc-apply went idle: everything is there
 	jq -c 'select(.type == "stopped")' <<<"$stdout" | jq -e '.reason == "idle" and .applied > 0'
 	assert_same_data

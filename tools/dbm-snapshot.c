@@ -770,7 +770,7 @@ main(int argc, char **argv)
 							"could not start the snapshot transaction"))
 			goto out;
 		res = exec_params(repl, "SELECT pg_catalog.pg_export_snapshot(),"
-								" pg_catalog.pg_current_wal_lsn()",
+								" pg_catalog.pg_current_wal_insert_lsn()",
 						  0, NULL, PGRES_TUPLES_OK, "could not export a snapshot");
 		if (res == NULL)
 			goto out;
