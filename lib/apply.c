@@ -59,6 +59,7 @@ typedef struct
 struct dbm_apply
 {
 	dbm_apply_opts o;
+	const char *ctx; /* names the event being mapped, for messages */
 	PGconn *conn; /* pipelined */
 	PGconn *cat;  /* catalog questions */
 	char *qschema;
@@ -89,6 +90,23 @@ struct dbm_apply
 };
 
 static bool drain(dbm_apply *a, int keep);
+
+/* An error about the table being mapped, prefixed with the event that
+ * named it when there is one. */
+#define CTX_ERROR(a, fmt, ...)                                                 \
+	do                                                                         \
+	{                                                                          \
+		if ((a)->ctx)                                                          \
+			dbm_log_error("%s: " fmt, (a)->ctx, __VA_ARGS__);                  \
+		else                                                                   \
+			dbm_log_error(fmt, __VA_ARGS__);                                   \
+	} while (0)
+
+void
+dbm_apply_set_context(dbm_apply *a, const char *ctx)
+{
+	a->ctx = ctx;
+}
 static bool flush_inserts(dbm_apply *a);
 
 static bool
@@ -305,7 +323,7 @@ dbm_apply_map(dbm_apply *a, dbm_srcrel *r)
 		return false;
 	if (PQntuples(res) == 0)
 	{
-		dbm_log_error("table %s is missing on the target", r->qname);
+		CTX_ERROR(a, "table %s is missing on the target", r->qname);
 		PQclear(res);
 		return false;
 	}
@@ -327,7 +345,7 @@ dbm_apply_map(dbm_apply *a, dbm_srcrel *r)
 				found = t;
 		if (found < 0)
 		{
-			dbm_log_error("table %s: column \"%s\" is missing on the target",
+			CTX_ERROR(a, "table %s: column \"%s\" is missing on the target",
 						  r->qname, r->cols[c]);
 			ok = false;
 			break;
@@ -338,7 +356,7 @@ dbm_apply_map(dbm_apply *a, dbm_srcrel *r)
 		if (r->types[c] != 0 && r->types[c] < FIRST_NORMAL_OID &&
 			(typid != (long) r->types[c] || typmod != r->typmods[c]))
 		{
-			dbm_log_error("table %s: column \"%s\" has another type on the target (%s)",
+			CTX_ERROR(a, "table %s: column \"%s\" has another type on the target (%s)",
 						  r->qname, r->cols[c], PQgetvalue(res, found, 4));
 			ok = false;
 			break;
@@ -361,7 +379,7 @@ dbm_apply_map(dbm_apply *a, dbm_srcrel *r)
 			found = strcmp(PQgetvalue(res, t, 0), r->cols[c]) == 0;
 		if (!found)
 		{
-			dbm_log_error("table %s: column \"%s\" of the target is not in the source",
+			CTX_ERROR(a, "table %s: column \"%s\" of the target is not in the source",
 						  r->qname, PQgetvalue(res, t, 0));
 			ok = false;
 		}
@@ -435,7 +453,7 @@ dbm_apply_target_rel(dbm_apply *a, const char *nsp, const char *name)
 	{
 		char *q1 = PQescapeIdentifier(a->cat, nsp, strlen(nsp));
 		char *q2 = PQescapeIdentifier(a->cat, name, strlen(name));
-		dbm_log_error("table %s.%s is missing on the target", q1, q2);
+		CTX_ERROR(a, "table %s.%s is missing on the target", q1, q2);
 		PQfreemem(q1);
 		PQfreemem(q2);
 		PQclear(res);

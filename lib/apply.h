@@ -47,6 +47,9 @@ bool dbm_apply_map(dbm_apply *a, dbm_srcrel *r);
  * the primary key as key (replica identity FULL without one), type names
  * in tnames. NULL after logging when the table is missing. */
 dbm_srcrel *dbm_apply_target_rel(dbm_apply *a, const char *nsp, const char *name);
+/* Prefix for errors about tables and columns (the event being applied),
+ * or NULL; the string must outlive its use. */
+void dbm_apply_set_context(dbm_apply *a, const char *ctx);
 /* Forget the mapping of a relation before it is freed (rows still
  * waiting for it are sent first; false after logging if that fails). */
 bool dbm_apply_unmap(dbm_apply *a, dbm_srcrel *r);

@@ -8,6 +8,7 @@
  * kill at any moment loses nothing and applies nothing twice. */
 #define _POSIX_C_SOURCE 200809L
 #include "apply.h"
+#include "evapply.h"
 #include "jsonl.h"
 #include "log.h"
 #include "pg.h"
@@ -41,10 +42,11 @@ typedef enum
 	STOP_LSN,
 	STOP_IDLE,
 	STOP_SIGNAL,
+	STOP_EOF,
 	STOP_ERROR
 } stop_reason;
 
-static const char *const stop_name[] = {"none", "lsn", "idle", "signal", "error"};
+static const char *const stop_name[] = {"none", "lsn", "idle", "signal", "eof", "error"};
 
 typedef struct
 {
@@ -56,6 +58,9 @@ typedef struct
 	long batch_rows, batch_ms;
 	double progress_every;
 	bool print;
+	const char *input;		 /* FILE or "-" instead of a slot */
+	const char *dead_letter; /* where undecodable events go, if anywhere */
+	dbm_decode_opts dec;
 
 	/* connections */
 	PGconn *repl;
@@ -88,6 +93,7 @@ typedef struct
 
 	/* counters for --print and progress */
 	uint64_t printed;
+	uint64_t skipped;	   /* events skipped (tombstones, heartbeats, ...) */
 	uint64_t txns;		   /* source transactions received */
 	uint64_t applied_txns; /* source transactions committed on the target */
 	int64_t started;
@@ -104,6 +110,7 @@ usage(void)
 		   "Usage:\n"
 		   "  dbm-cdc-apply [OPTION]... --slot=NAME --source=CONNINFO --target=CONNINFO\n"
 		   "  dbm-cdc-apply [OPTION]... --slot=NAME --source=CONNINFO --print\n"
+		   "  dbm-cdc-apply [OPTION]... --target=CONNINFO FILE|-\n"
 		   "\n"
 		   "Changes come from a logical replication slot over pgoutput (the slot made\n"
 		   "by dbm-snapshot --slot). Source transactions are applied whole and in\n"
@@ -128,6 +135,14 @@ usage(void)
 		   "                              there), so streams never echo\n"
 		   "      --no-origin             neither (needs no superuser)\n"
 		   "      --print                 apply nothing: print the normalized changes\n"
+		   "  FILE or -                   JSON lines of Debezium (with or without\n"
+		   "                              schemas), AWS DMS or dbm change events;\n"
+		   "                              replays converge (upserts)\n"
+		   "      --format=auto           recognize each event's format (the only mode)\n"
+		   "      --binary-mode=MODE      schema-less bytea values: base64 or hex\n"
+		   "      --dms-before-field=NAME AWS DMS before-image attribute (before-image)\n"
+		   "      --dead-letter=FILE      write undecodable events there and go on\n"
+		   "                              (default: stop with an error)\n"
 		   "      --metrics-file=PATH     write Prometheus metrics there (atomically)\n"
 		   "      --progress-interval=SECS  seconds between progress lines (default 5)\n"
 		   "      --dbm-schema=NAME       schema for the toolkit's state (default dbm)\n"
@@ -763,6 +778,168 @@ start_replication(cdc *c)
 	return true;
 }
 
+/* Write an event that cannot be decoded to the dead-letter file. */
+static bool
+dead_letter(cdc *c, FILE **dl, const char *where, const char *error, const char *line)
+{
+	json_t *o;
+	char *s;
+	bool ok;
+
+	if (*dl == NULL && (*dl = fopen(c->dead_letter, "a")) == NULL)
+	{
+		dbm_log_error("could not open file \"%s\": %m", c->dead_letter);
+		return false;
+	}
+	o = json_pack("{s:s,s:s,s:s,s:s}", "type", "dead_letter", "where", where, "error", error,
+				  "event", line);
+	s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(o);
+	ok = s && fprintf(*dl, "%s\n", s) > 0 && fflush(*dl) == 0;
+	free(s);
+	if (!ok)
+		dbm_log_error("could not write file \"%s\": %m", c->dead_letter);
+	else
+		dbm_log_warn("%s: %s (written to the dead-letter file)", where, error);
+	return ok;
+}
+
+static bool
+commit_file(cdc *c, long line)
+{
+	char off[64];
+	if (c->ap == NULL || !dbm_apply_in_txn(c->ap))
+		return true;
+	snprintf(off, sizeof(off), "{\"line\": %ld}", line);
+	if (!dbm_apply_commit(c->ap, NULL, off))
+		return false;
+	c->applied_txns++;
+	c->batch_started = dbm_now_ms();
+	return true;
+}
+
+/* Change events from a file or stdin: Debezium, AWS DMS or dbm lines. */
+static stop_reason
+run_file(cdc *c)
+{
+	dbm_jsonl_reader r;
+	dbm_evapply *e;
+	json_t *msg;
+	int rc;
+	long skip_until = 0, last = 0;
+	char *cur_txid = NULL;
+	FILE *dl = NULL;
+	stop_reason why = STOP_ERROR;
+	char where[600];
+
+	if (!dbm_jsonl_open(&r, c->input))
+		return STOP_ERROR;
+	r.allow_null = true;
+	if (c->ap && strcmp(c->input, "-") != 0)
+	{
+		/* a file applied before continues after its last committed line */
+		char *lsn = NULL, *offsets = NULL;
+		if (!dbm_apply_get_position(c->ap, &lsn, &offsets))
+		{
+			dbm_jsonl_close(&r);
+			return STOP_ERROR;
+		}
+		if (offsets)
+		{
+			json_t *o = json_loads(offsets, 0, NULL);
+			if (json_is_integer(json_object_get(o, "line")))
+				skip_until = (long) json_integer_value(json_object_get(o, "line"));
+			json_decref(o);
+		}
+		free(lsn);
+		free(offsets);
+	}
+	e = dbm_evapply_new(c->ap, &c->dec, c->schema);
+	c->batch_started = dbm_now_ms();
+	while ((rc = dbm_jsonl_next(&r, &msg)) == 1)
+	{
+		dbm_event ev;
+		char err[512];
+		bool boundary;
+
+		if (r.line <= skip_until)
+		{
+			json_decref(msg);
+			continue;
+		}
+		snprintf(where, sizeof(where), "%s:%ld", strcmp(c->input, "-") == 0 ? "stdin" : c->input,
+				 r.line);
+		if (!dbm_decode_event(msg, &c->dec, &ev, err, sizeof(err)))
+		{
+			bool ok = c->dead_letter && dead_letter(c, &dl, where, err, r.buf.data);
+			json_decref(msg);
+			dbm_event_clear(&ev);
+			if (!ok)
+			{
+				if (!c->dead_letter)
+					dbm_log_error("%s: %s", where, err);
+				goto out;
+			}
+			continue;
+		}
+		/* source transactions stay whole: commit only between them */
+		boundary = ev.txid == NULL || cur_txid == NULL || strcmp(ev.txid, cur_txid) != 0;
+		if (boundary)
+		{
+			if (stop_requested)
+			{
+				json_decref(msg);
+				dbm_event_clear(&ev);
+				why = commit_file(c, last) ? STOP_SIGNAL : STOP_ERROR;
+				goto out;
+			}
+			if (c->ap && ((long) dbm_apply_pending_rows(c->ap) >= c->batch_rows ||
+						  dbm_now_ms() - c->batch_started >= c->batch_ms) &&
+				!commit_file(c, last))
+			{
+				json_decref(msg);
+				dbm_event_clear(&ev);
+				goto out;
+			}
+			free(cur_txid);
+			cur_txid = ev.txid ? xstrdup(ev.txid) : NULL;
+		}
+		if (!dbm_evapply_event(e, &ev, where))
+		{
+			json_decref(msg);
+			dbm_event_clear(&ev);
+			goto out;
+		}
+		if (ev.kind == DBM_EV_COMMIT)
+		{
+			free(cur_txid);
+			cur_txid = NULL;
+		}
+		last = r.line;
+		c->last_data = dbm_now_ms();
+		json_decref(msg);
+		dbm_event_clear(&ev);
+		if (!progress(c, false))
+			goto out;
+	}
+	if (rc == 0)
+		why = commit_file(c, last) ? STOP_EOF : STOP_ERROR;
+out:
+	{
+		uint64_t changes, skipped;
+		dbm_evapply_counts(e, &changes, &skipped);
+		c->printed = changes;
+		c->skipped = skipped;
+	}
+	/* what is not committed goes with the connection */
+	dbm_evapply_free(why == STOP_ERROR ? NULL : e);
+	free(cur_txid);
+	if (dl)
+		fclose(dl);
+	dbm_jsonl_close(&r);
+	return why;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -785,6 +962,10 @@ main(int argc, char **argv)
 		{"batch-ms", required_argument, NULL, 'm'},
 		/* output */
 		{"print", no_argument, NULL, 'p'},
+		{"format", required_argument, NULL, 'F'},
+		{"binary-mode", required_argument, NULL, 'B'},
+		{"dms-before-field", required_argument, NULL, 'D'},
+		{"dead-letter", required_argument, NULL, 'X'},
 		{"metrics-file", required_argument, NULL, 'M'},
 		{"progress-interval", required_argument, NULL, 'I'},
 		{"log-json", no_argument, NULL, 'L'},
@@ -793,7 +974,7 @@ main(int argc, char **argv)
 		{NULL, 0, NULL, 0}};
 	cdc c = {0};
 	bool no_origin = false;
-	char *origin_buf = NULL;
+	char *origin_buf = NULL, *stream_buf = NULL;
 	int opt, rc = 2;
 	stop_reason why = STOP_ERROR;
 
@@ -804,6 +985,8 @@ main(int argc, char **argv)
 	c.source = getenv("DBM_SOURCE");
 	c.target = getenv("DBM_TARGET");
 	c.schema = "dbm";
+	c.dec.binary_mode = "base64";
+	c.dec.dms_before = "before-image";
 	c.batch_rows = 10000;
 	c.batch_ms = 200;
 	c.progress_every = 5;
@@ -854,6 +1037,26 @@ main(int argc, char **argv)
 				}
 				break;
 			case 'p': c.print = true; break;
+			case 'F':
+				if (strcmp(optarg, "auto") != 0)
+				{
+					dbm_log_error("invalid value \"%s\" for --format: each event is recognized"
+								  " (auto)", optarg);
+					dbm_log_usage_hint();
+					return 2;
+				}
+				break;
+			case 'B':
+				if (strcmp(optarg, "base64") != 0 && strcmp(optarg, "hex") != 0)
+				{
+					dbm_log_error("invalid value \"%s\" for --binary-mode: base64 or hex", optarg);
+					dbm_log_usage_hint();
+					return 2;
+				}
+				c.dec.binary_mode = optarg;
+				break;
+			case 'D': c.dec.dms_before = optarg; break;
+			case 'X': c.dead_letter = optarg; break;
 			case 'M': c.metrics_file = optarg; break;
 			case 'I':
 				if (!dbm_parse_seconds(optarg, &c.progress_every) || c.progress_every <= 0)
@@ -870,19 +1073,26 @@ main(int argc, char **argv)
 		}
 	}
 	if (optind < argc)
+		c.input = argv[optind++];
+	if (optind < argc)
 	{
-		dbm_log_error("reading changes from \"%s\" is not supported yet: use --slot",
-					  argv[optind]);
+		dbm_log_error("unexpected argument \"%s\"", argv[optind]);
 		dbm_log_usage_hint();
 		return 2;
 	}
-	if (c.slot == NULL)
+	if (c.input && c.slot)
 	{
-		dbm_log_error("--slot is required");
+		dbm_log_error("give either --slot or an input FILE, not both");
 		dbm_log_usage_hint();
 		return 2;
 	}
-	if (c.source == NULL)
+	if (c.input == NULL && c.slot == NULL)
+	{
+		dbm_log_error("--slot is required (or an input FILE, \"-\" for stdin)");
+		dbm_log_usage_hint();
+		return 2;
+	}
+	if (c.slot && c.source == NULL)
 	{
 		dbm_log_error("--source is required");
 		dbm_log_usage_hint();
@@ -893,6 +1103,50 @@ main(int argc, char **argv)
 		dbm_log_error("--target is required (or --print)");
 		dbm_log_usage_hint();
 		return 2;
+	}
+	if (c.input)
+	{
+		if (c.stream == NULL)
+			c.stream = stream_buf = strcmp(c.input, "-") == 0 ? xstrdup("stdin")
+															   : xasprintf("file:%s", c.input);
+		dbm_buf_init(&c.where);
+		c.started = dbm_now_ms();
+		c.last_data = c.started;
+		c.last_progress = c.started;
+		if (!c.print)
+		{
+			/* replays of a stream converge: inserts and whole-row updates
+			 * are upserts, deletes remove what is there */
+			dbm_apply_opts ao = {.conninfo = c.target,
+								 .appname = "dbm-cdc-apply",
+								 .schema = c.schema,
+								 .stream = c.stream,
+								 .converge = true,
+								 .origin = no_origin ? NULL : c.origin_name};
+			if (ao.origin == NULL && !no_origin)
+				ao.origin = origin_buf = xasprintf("dbm_%s", c.stream);
+			if ((c.ap = dbm_apply_open(&ao)) == NULL)
+				goto out;
+		}
+		signal(SIGINT, on_signal);
+		signal(SIGTERM, on_signal);
+		why = run_file(&c);
+		if (why == STOP_ERROR)
+			goto out;
+		progress(&c, true);
+		{
+			dbm_apply_stats st = {0};
+			if (c.ap)
+				dbm_apply_get_stats(c.ap, &st);
+			if (dbm_jsonl_print(json_pack("{s:s,s:s,s:I,s:I,s:I,s:I}", "type", "stopped",
+										  "reason", stop_name[why], "applied",
+										  (json_int_t) (c.ap ? st.rows : c.printed),
+										  "transactions", (json_int_t) c.applied_txns,
+										  "skipped", (json_int_t) c.skipped, "missed",
+										  (json_int_t) st.missed)))
+				rc = 0;
+		}
+		goto out;
 	}
 	if (c.publication == NULL)
 		c.publication = c.slot;
@@ -972,6 +1226,7 @@ out:
 	free(c.rels);
 	free(c.origin);
 	free(origin_buf);
+	free(stream_buf);
 	dbm_buf_free(&c.where);
 	if (fclose(stdout) != 0 && rc == 0)
 	{

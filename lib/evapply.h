@@ -1,0 +1,23 @@
+/* evapply.h - apply (or print) decoded change events: Debezium, AWS DMS
+ * and dbm lines, from files, stdin or Kafka. */
+#ifndef DBM_EVAPPLY_H
+#define DBM_EVAPPLY_H
+
+#include "apply.h"
+#include "decode.h"
+
+#include <stdbool.h>
+
+typedef struct dbm_evapply dbm_evapply;
+
+/* ap NULL: print the normalized change lines instead of applying. */
+dbm_evapply *dbm_evapply_new(dbm_apply *ap, const dbm_decode_opts *o,
+							 const char *schema);
+/* Apply or print one event; where ("file:line", "topic/partition@offset")
+ * prefixes error messages. false after logging. */
+bool dbm_evapply_event(dbm_evapply *e, dbm_event *ev, const char *where);
+/* Events seen by kind, for the stopped line. */
+void dbm_evapply_counts(dbm_evapply *e, uint64_t *changes, uint64_t *skipped);
+void dbm_evapply_free(dbm_evapply *e);
+
+#endif
