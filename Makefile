@@ -6,11 +6,11 @@ MANDIR     = $(PREFIX)/share/man/man1
 DATADIR    = $(PREFIX)/share/dbm
 
 CC        ?= cc
-PKGS       = libpq libxxhash jansson
+PKGS       = libpq libxxhash jansson rdkafka
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=c11 -Wall -Wextra -Werror -pthread -Ilib \
              $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS    += $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lpq -lxxhash -ljansson) -pthread
+LDLIBS    += $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lpq -lxxhash -ljansson -lrdkafka) -pthread
 
 B          = build
 TOOLS      = dbm-hash dbm-diff dbm-snapshot dbm-cdc-apply dbm-freeze dbm-switch dbm-rollback
@@ -21,7 +21,7 @@ MANS       = $(TOOLS:%=docs/man/%.1)
 
 .PHONY: all test unit demo bench bench-hash install man clean setup
 
-all: $(BINS) $(B)/unit-tests
+all: $(BINS) $(B)/unit-tests $(B)/kafka-mock
 
 $(B)/lib/%.o: lib/%.c lib/*.h | $(B)/lib
 	$(CC) $(CFLAGS) -c -o $@ $<
@@ -34,6 +34,10 @@ $(B)/dbm-%: tools/dbm-%.c $(B)/libdbm.a lib/*.h
 
 $(B)/unit-tests: tests/unit/*.c tests/unit/*.h $(B)/libdbm.a
 	$(CC) $(CFLAGS) -Itests/unit -o $@ tests/unit/*.c $(B)/libdbm.a $(LDLIBS)
+
+# a Kafka protocol peer for the tests (librdkafka's mock cluster)
+$(B)/kafka-mock: tests/helpers/kafka-mock.c | $(B)/lib
+	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
 $(B)/lib:
 	mkdir -p $@

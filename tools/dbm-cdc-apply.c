@@ -8,6 +8,7 @@
  * kill at any moment loses nothing and applies nothing twice. */
 #define _POSIX_C_SOURCE 200809L
 #include "apply.h"
+#include <librdkafka/rdkafka.h>
 #include "evapply.h"
 #include "jsonl.h"
 #include "log.h"
@@ -59,6 +60,12 @@ typedef struct
 	double progress_every;
 	bool print;
 	const char *input;		 /* FILE or "-" instead of a slot */
+	const char *kafka;		 /* bootstrap servers instead of a slot */
+	const char **topics;
+	int ntopics;
+	const char *topic_regex, *group;
+	const char **kprops;	 /* -X key=value */
+	int nkprops;
 	const char *dead_letter; /* where undecodable events go, if anywhere */
 	dbm_decode_opts dec;
 
@@ -111,6 +118,7 @@ usage(void)
 		   "  dbm-cdc-apply [OPTION]... --slot=NAME --source=CONNINFO --target=CONNINFO\n"
 		   "  dbm-cdc-apply [OPTION]... --slot=NAME --source=CONNINFO --print\n"
 		   "  dbm-cdc-apply [OPTION]... --target=CONNINFO FILE|-\n"
+		   "  dbm-cdc-apply [OPTION]... --target=CONNINFO --kafka=BROKERS --topic=TOPIC...\n"
 		   "\n"
 		   "Changes come from a logical replication slot over pgoutput (the slot made\n"
 		   "by dbm-snapshot --slot). Source transactions are applied whole and in\n"
@@ -143,6 +151,13 @@ usage(void)
 		   "      --dms-before-field=NAME AWS DMS before-image attribute (before-image)\n"
 		   "      --dead-letter=FILE      write undecodable events there and go on\n"
 		   "                              (default: stop with an error)\n"
+		   "      --kafka=BROKERS         read Debezium or AWS DMS topics from Kafka\n"
+		   "      --topic=TOPIC           a topic to read; repeatable\n"
+		   "      --topic-regex=REGEX     read every topic matching REGEX\n"
+		   "      --group=GROUP           consumer group; processes of one group share\n"
+		   "                              the partitions (default dbm-cdc-apply)\n"
+		   "  -X KEY=VALUE                a librdkafka setting, passed unchanged\n"
+		   "                              (security.protocol, sasl.*, ssl.*, ...)\n"
 		   "      --metrics-file=PATH     write Prometheus metrics there (atomically)\n"
 		   "      --progress-interval=SECS  seconds between progress lines (default 5)\n"
 		   "      --dbm-schema=NAME       schema for the toolkit's state (default dbm)\n"
@@ -940,6 +955,372 @@ out:
 	return why;
 }
 
+/* ---- Kafka ---- */
+
+typedef struct
+{
+	char *topic;
+	int32_t partition;
+	int64_t offset;	 /* last applied in the open batch, -1 none */
+	bool done;		 /* reached --stop-at-lsn or its end (with a bound) */
+} kpart;
+
+typedef struct
+{
+	cdc *c;
+	rd_kafka_t *rk;
+	dbm_evapply *e;
+	kpart *parts;
+	int nparts;
+	bool failed;
+	bool dirty; /* changes applied since the last commit */
+} kctx;
+
+static kpart *
+kpart_get(kctx *k, const char *topic, int32_t partition)
+{
+	for (int i = 0; i < k->nparts; i++)
+		if (k->parts[i].partition == partition && strcmp(k->parts[i].topic, topic) == 0)
+			return &k->parts[i];
+	k->parts = xrealloc(k->parts, sizeof(kpart) * (size_t) (k->nparts + 1));
+	k->parts[k->nparts] = (kpart){xstrdup(topic), partition, -1, false};
+	return &k->parts[k->nparts++];
+}
+
+/* Commit the open batch: the offsets of what it applied go in the same
+ * target transaction; Kafka's own committed offsets follow, for
+ * visibility only. */
+static bool
+commit_kafka(kctx *k)
+{
+	if (k->failed)
+		return false;
+	json_t *offs = json_object();
+	rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(4);
+	char *text;
+	bool ok = true;
+
+	for (int i = 0; i < k->nparts; i++)
+		if (k->parts[i].offset >= 0)
+		{
+			char key[300];
+			snprintf(key, sizeof(key), "%s/%d", k->parts[i].topic, (int) k->parts[i].partition);
+			json_object_set_new(offs, key, json_integer(k->parts[i].offset));
+			rd_kafka_topic_partition_list_add(list, k->parts[i].topic, k->parts[i].partition)
+				->offset = k->parts[i].offset + 1;
+		}
+	if (k->dirty || json_object_size(offs) > 0)
+	{
+		text = json_dumps(offs, JSON_COMPACT | JSON_SORT_KEYS);
+		ok = dbm_apply_commit(k->c->ap, NULL, text);
+		free(text);
+		if (ok)
+		{
+			k->c->applied_txns++;
+			if (list->cnt > 0)
+				rd_kafka_commit(k->rk, list, 1);
+			for (int i = 0; i < k->nparts; i++)
+				k->parts[i].offset = -1;
+			k->dirty = false;
+		}
+	}
+	k->c->batch_started = dbm_now_ms();
+	json_decref(offs);
+	rd_kafka_topic_partition_list_destroy(list);
+	return ok;
+}
+
+/* Where each assigned partition continues: after the offset stored in the
+ * target, whatever Kafka's committed offsets say. */
+static bool
+seek_stored(kctx *k, rd_kafka_topic_partition_list_t *parts)
+{
+	char *lsn = NULL, *offsets = NULL;
+	json_t *o = NULL;
+
+	if (!dbm_apply_get_position(k->c->ap, &lsn, &offsets))
+		return false;
+	if (offsets)
+		o = json_loads(offsets, 0, NULL);
+	for (int i = 0; i < parts->cnt; i++)
+	{
+		char key[300];
+		json_t *v;
+		snprintf(key, sizeof(key), "%s/%d", parts->elems[i].topic,
+				 (int) parts->elems[i].partition);
+		v = json_object_get(o, key);
+		if (json_is_integer(v))
+			parts->elems[i].offset = json_integer_value(v) + 1;
+		kpart_get(k, parts->elems[i].topic, parts->elems[i].partition)->done = false;
+	}
+	json_decref(o);
+	free(lsn);
+	free(offsets);
+	return true;
+}
+
+static void
+rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
+		  void *opaque)
+{
+	kctx *k = opaque;
+	bool cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+
+	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+	{
+		if (!seek_stored(k, parts))
+			k->failed = true;
+		if (cooperative)
+			rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
+		else
+			rd_kafka_assign(rk, parts);
+		return;
+	}
+	/* partitions leave: what was applied from them is committed first, so
+	 * their next owner starts right after it */
+	if (!commit_kafka(k))
+		k->failed = true;
+	for (int i = 0; i < parts->cnt; i++)
+	{
+		kpart *p = kpart_get(k, parts->elems[i].topic, parts->elems[i].partition);
+		p->done = true; /* not ours any more */
+	}
+	if (cooperative)
+		rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
+	else
+		rd_kafka_assign(rk, NULL);
+}
+
+static bool
+all_done(kctx *k)
+{
+	rd_kafka_topic_partition_list_t *a = NULL;
+	bool done = true;
+
+	if (rd_kafka_assignment(k->rk, &a) != RD_KAFKA_RESP_ERR_NO_ERROR || a == NULL)
+		return false;
+	if (a->cnt == 0)
+		done = false;
+	for (int i = 0; i < a->cnt && done; i++)
+		done = kpart_get(k, a->elems[i].topic, a->elems[i].partition)->done;
+	rd_kafka_topic_partition_list_destroy(a);
+	return done;
+}
+
+static stop_reason
+run_kafka(cdc *c)
+{
+	char err[512];
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_topic_partition_list_t *subs;
+	kctx k = {0};
+	stop_reason why = STOP_ERROR;
+	char *regex = NULL;
+
+	k.c = c;
+#define SET(key, val)                                                          \
+	if (rd_kafka_conf_set(conf, key, val, err, sizeof(err)) != RD_KAFKA_CONF_OK) \
+	{                                                                          \
+		dbm_log_error("Kafka setting %s: %s", key, err);                        \
+		rd_kafka_conf_destroy(conf);                                           \
+		return STOP_ERROR;                                                     \
+	}
+	SET("bootstrap.servers", c->kafka);
+	SET("group.id", c->group ? c->group : "dbm-cdc-apply");
+	SET("enable.auto.commit", "false");
+	SET("enable.auto.offset.store", "false");
+	SET("auto.offset.reset", "earliest");
+	SET("enable.partition.eof", "true");
+	SET("log_level", "3");
+	for (int i = 0; i < c->nkprops; i++)
+	{
+		char *kv = xstrdup(c->kprops[i]);
+		char *eq = strchr(kv, '=');
+		if (eq == NULL)
+		{
+			dbm_log_error("-X \"%s\": expected key=value", kv);
+			free(kv);
+			rd_kafka_conf_destroy(conf);
+			return STOP_ERROR;
+		}
+		*eq = '\0';
+		if (rd_kafka_conf_set(conf, kv, eq + 1, err, sizeof(err)) != RD_KAFKA_CONF_OK)
+		{
+			dbm_log_error("-X %s: %s", kv, err);
+			free(kv);
+			rd_kafka_conf_destroy(conf);
+			return STOP_ERROR;
+		}
+		free(kv);
+	}
+#undef SET
+	rd_kafka_conf_set_rebalance_cb(conf, rebalance);
+	rd_kafka_conf_set_opaque(conf, &k);
+	if ((k.rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err))) == NULL)
+	{
+		dbm_log_error("could not create the Kafka consumer: %s", err);
+		return STOP_ERROR;
+	}
+	rd_kafka_poll_set_consumer(k.rk);
+	subs = rd_kafka_topic_partition_list_new(c->ntopics + 1);
+	for (int i = 0; i < c->ntopics; i++)
+		rd_kafka_topic_partition_list_add(subs, c->topics[i], RD_KAFKA_PARTITION_UA);
+	if (c->topic_regex)
+	{
+		/* librdkafka takes a regex as a topic starting with ^ */
+		regex = c->topic_regex[0] == '^' ? xstrdup(c->topic_regex)
+										  : xasprintf("^%s", c->topic_regex);
+		rd_kafka_topic_partition_list_add(subs, regex, RD_KAFKA_PARTITION_UA);
+	}
+	{
+		rd_kafka_resp_err_t e = rd_kafka_subscribe(k.rk, subs);
+		rd_kafka_topic_partition_list_destroy(subs);
+		if (e)
+		{
+			dbm_log_error("could not subscribe: %s", rd_kafka_err2str(e));
+			goto out;
+		}
+	}
+	k.e = dbm_evapply_new(c->ap, &c->dec, c->schema);
+	c->batch_started = dbm_now_ms();
+	for (;;)
+	{
+		rd_kafka_message_t *m;
+
+		if (k.failed)
+			goto out;
+		if (stop_requested)
+		{
+			why = commit_kafka(&k) ? STOP_SIGNAL : STOP_ERROR;
+			goto out;
+		}
+		if (c->stop_lsn && all_done(&k))
+		{
+			why = commit_kafka(&k) ? STOP_LSN : STOP_ERROR;
+			goto out;
+		}
+		m = rd_kafka_consumer_poll(k.rk, 100);
+		if (m == NULL)
+		{
+			/* nothing waiting: commit what is applied rather than wait */
+			if ((k.dirty || dbm_apply_in_txn(c->ap)) && !commit_kafka(&k))
+				goto out;
+			if (c->until_idle > 0 &&
+				dbm_now_ms() - c->last_data >= (int64_t) (c->until_idle * 1000))
+			{
+				why = STOP_IDLE;
+				goto out;
+			}
+			if (!progress(c, false))
+				goto out;
+			continue;
+		}
+		if (m->err)
+		{
+			if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+			{
+				if (c->stop_lsn)
+					kpart_get(&k, rd_kafka_topic_name(m->rkt), m->partition)->done = true;
+			}
+			else if (m->err != RD_KAFKA_RESP_ERR__TRANSPORT &&
+					 m->err != RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+			{
+				dbm_log_error("Kafka: %s", rd_kafka_message_errstr(m));
+				rd_kafka_message_destroy(m);
+				goto out;
+			}
+			rd_kafka_message_destroy(m);
+			continue;
+		}
+		{
+			const char *topic = rd_kafka_topic_name(m->rkt);
+			kpart *p = kpart_get(&k, topic, m->partition);
+			char where[400], errbuf[512];
+			json_t *msg = NULL;
+			json_error_t jerr;
+			dbm_event ev;
+			bool ok;
+
+			snprintf(where, sizeof(where), "%s/%d@%lld", topic, (int) m->partition,
+					 (long long) m->offset);
+			c->last_data = dbm_now_ms();
+			if (p->done)
+			{
+				rd_kafka_message_destroy(m);
+				continue;
+			}
+			if (m->payload && m->len > 0)
+			{
+				msg = json_loadb(m->payload, m->len, 0, &jerr);
+				if (msg == NULL)
+				{
+					dbm_log_error("%s: malformed JSON: %s", where, jerr.text);
+					rd_kafka_message_destroy(m);
+					goto out;
+				}
+			}
+			if (!dbm_decode_event(msg, &c->dec, &ev, errbuf, sizeof(errbuf)))
+			{
+				dbm_log_error("%s: %s", where, errbuf);
+				json_decref(msg);
+				dbm_event_clear(&ev);
+				rd_kafka_message_destroy(m);
+				goto out;
+			}
+			if (c->stop_lsn && ev.lsn && ev.lsn > c->stop_lsn)
+			{
+				/* past the bound: this partition is finished */
+				p->done = true;
+				ok = true;
+			}
+			else
+			{
+				ok = dbm_evapply_event(k.e, &ev, where);
+				if (ok)
+				{
+					p->offset = m->offset;
+					k.dirty = true;
+				}
+			}
+			json_decref(msg);
+			dbm_event_clear(&ev);
+			rd_kafka_message_destroy(m);
+			if (!ok)
+				goto out;
+			if (((long) dbm_apply_pending_rows(c->ap) >= c->batch_rows ||
+				 dbm_now_ms() - c->batch_started >= c->batch_ms) &&
+				!commit_kafka(&k))
+				goto out;
+			if (!progress(c, false))
+				goto out;
+		}
+	}
+out:
+	{
+		uint64_t changes = 0, skipped = 0;
+		if (k.e)
+			dbm_evapply_counts(k.e, &changes, &skipped);
+		c->skipped = skipped;
+	}
+	if (why != STOP_ERROR)
+	{
+		rd_kafka_consumer_close(k.rk);
+		rd_kafka_destroy(k.rk);
+	}
+	else
+	{
+		/* nothing of the failed batch may be committed by a revoke */
+		k.failed = true;
+		rd_kafka_destroy_flags(k.rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+	}
+	dbm_evapply_free(why == STOP_ERROR ? NULL : k.e);
+	for (int i = 0; i < k.nparts; i++)
+		free(k.parts[i].topic);
+	free(k.parts);
+	free(regex);
+	return why;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -965,7 +1346,11 @@ main(int argc, char **argv)
 		{"format", required_argument, NULL, 'F'},
 		{"binary-mode", required_argument, NULL, 'B'},
 		{"dms-before-field", required_argument, NULL, 'D'},
-		{"dead-letter", required_argument, NULL, 'X'},
+		{"dead-letter", required_argument, NULL, 'Y'},
+		{"kafka", required_argument, NULL, 'k'},
+		{"topic", required_argument, NULL, 'T'},
+		{"topic-regex", required_argument, NULL, 'R'},
+		{"group", required_argument, NULL, 'G'},
 		{"metrics-file", required_argument, NULL, 'M'},
 		{"progress-interval", required_argument, NULL, 'I'},
 		{"log-json", no_argument, NULL, 'L'},
@@ -990,7 +1375,9 @@ main(int argc, char **argv)
 	c.batch_rows = 10000;
 	c.batch_ms = 200;
 	c.progress_every = 5;
-	while ((opt = getopt_long(argc, argv, "Vh", long_options, NULL)) != -1)
+	c.topics = xcalloc((size_t) argc + 1, sizeof(char *));
+	c.kprops = xcalloc((size_t) argc + 1, sizeof(char *));
+	while ((opt = getopt_long(argc, argv, "X:Vh", long_options, NULL)) != -1)
 	{
 		switch (opt)
 		{
@@ -1056,7 +1443,12 @@ main(int argc, char **argv)
 				c.dec.binary_mode = optarg;
 				break;
 			case 'D': c.dec.dms_before = optarg; break;
-			case 'X': c.dead_letter = optarg; break;
+			case 'Y': c.dead_letter = optarg; break;
+			case 'k': c.kafka = optarg; break;
+			case 'T': c.topics[c.ntopics++] = optarg; break;
+			case 'R': c.topic_regex = optarg; break;
+			case 'G': c.group = optarg; break;
+			case 'X': c.kprops[c.nkprops++] = optarg; break;
 			case 'M': c.metrics_file = optarg; break;
 			case 'I':
 				if (!dbm_parse_seconds(optarg, &c.progress_every) || c.progress_every <= 0)
@@ -1080,15 +1472,27 @@ main(int argc, char **argv)
 		dbm_log_usage_hint();
 		return 2;
 	}
-	if (c.input && c.slot)
+	if ((c.input != NULL) + (c.slot != NULL) + (c.kafka != NULL) > 1)
 	{
-		dbm_log_error("give either --slot or an input FILE, not both");
+		dbm_log_error("give one source: --slot, --kafka, or an input FILE");
 		dbm_log_usage_hint();
 		return 2;
 	}
-	if (c.input == NULL && c.slot == NULL)
+	if (c.input == NULL && c.slot == NULL && c.kafka == NULL)
 	{
-		dbm_log_error("--slot is required (or an input FILE, \"-\" for stdin)");
+		dbm_log_error("--slot is required (or --kafka, or an input FILE, \"-\" for stdin)");
+		dbm_log_usage_hint();
+		return 2;
+	}
+	if (c.kafka && c.ntopics == 0 && c.topic_regex == NULL)
+	{
+		dbm_log_error("--topic or --topic-regex is required with --kafka");
+		dbm_log_usage_hint();
+		return 2;
+	}
+	if (c.kafka && c.print)
+	{
+		dbm_log_error("--print reads a slot or a file, not Kafka (use kcat)");
 		dbm_log_usage_hint();
 		return 2;
 	}
@@ -1104,9 +1508,11 @@ main(int argc, char **argv)
 		dbm_log_usage_hint();
 		return 2;
 	}
-	if (c.input)
+	if (c.input || c.kafka)
 	{
-		if (c.stream == NULL)
+		if (c.stream == NULL && c.kafka)
+			c.stream = stream_buf = xasprintf("kafka:%s", c.group ? c.group : "dbm-cdc-apply");
+		else if (c.stream == NULL)
 			c.stream = stream_buf = strcmp(c.input, "-") == 0 ? xstrdup("stdin")
 															   : xasprintf("file:%s", c.input);
 		dbm_buf_init(&c.where);
@@ -1130,7 +1536,7 @@ main(int argc, char **argv)
 		}
 		signal(SIGINT, on_signal);
 		signal(SIGTERM, on_signal);
-		why = run_file(&c);
+		why = c.kafka ? run_kafka(&c) : run_file(&c);
 		if (why == STOP_ERROR)
 			goto out;
 		progress(&c, true);
@@ -1227,6 +1633,8 @@ out:
 	free(c.origin);
 	free(origin_buf);
 	free(stream_buf);
+	free(c.topics);
+	free(c.kprops);
 	dbm_buf_free(&c.where);
 	if (fclose(stdout) != 0 && rc == 0)
 	{
