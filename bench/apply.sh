@@ -260,7 +260,7 @@ drain_native()
 	die "the apply worker of $1 did not stop"
 }
 
-printf 'shape\trun\ttool\tseen_s\texit_s\trss_kb\tchanges\n' >"$WORK/drains.tsv"
+printf 'shape\trun\ttool\tseen_s\texit_s\trss_kb\tchanges\tothers_pct\n' >"$WORK/drains.tsv"
 
 # verify TARGET-CONNINFO WHAT: dbm-diff must find it equal to the source
 verify()
@@ -302,13 +302,13 @@ one_run()
 			measure "$shape" dbm "$r" drain_dbm "$slot_a" ||
 				{ tail -n 20 "$WORK/out/$shape.dbm.$r.err" >&2; die "dbm-cdc-apply ($shape, run $r)"; }
 			changes=$(jq -r 'select(.type == "stopped") | .applied' "$WORK/out/$shape.dbm.$r.out")
-			printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$shape" "$r" dbm "$(cat "$WORK/drain" | tr ' ' '\t')" \
-				"$(cut -d' ' -f1 "$WORK/rss")" "$changes" >>"$WORK/drains.tsv"
+			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$shape" "$r" dbm "$(tr ' ' '\t' <"$WORK/drain")" \
+				"$(cut -d' ' -f1 "$WORK/rss")" "$changes" "$NOISE" >>"$WORK/drains.tsv"
 		else
 			measure "$shape" native "$r" drain_native "$sub" ||
 				{ tail -n 20 "$WORK/out/$shape.native.$r.err" >&2; die "native apply ($shape, run $r)"; }
-			printf '%s\t%s\t%s\t%s\t-\t-\n' "$shape" "$r" native "$(cat "$WORK/drain" | tr ' ' '\t')" \
-				>>"$WORK/drains.tsv"
+			printf '%s\t%s\t%s\t%s\t-\t-\t%s\n' "$shape" "$r" native "$(tr ' ' '\t' <"$WORK/drain")" \
+				"$NOISE" >>"$WORK/drains.tsv"
 		fi
 		say "$shape #$r $tool: last change visible after $(cut -d' ' -f1 "$WORK/drain")s"
 	done
@@ -376,7 +376,6 @@ SRC_COL=$(column_of source_cpu)
 T1_COL=$(column_of target1_cpu)
 T2_COL=$(column_of target2_cpu)
 OTHER_COL=$(column_of other_cpu)
-NCPU=$(nproc)
 CPU_MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 MEM_GB=$(awk '/MemTotal/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)
 PG_VERSION=$(qv "$SRC" "SELECT version()" | sed 's/ on .*//')
@@ -480,6 +479,9 @@ session per target, polling every 50 ms: up to 50 ms late, for both); dbm
 also until its process has exited. After every run dbm-diff found both
 targets equal to the source (exit 0). Medians of $RUNS runs for (a) and (b),
 $BIG_RUNS for (c), after one warm-up run of (a) and (b) at a tenth of the size.
+Each drain waits for the machine to be idle before it starts (this machine
+may be shared); the last column of "Every drain" below is the share of the
+CPUs that other processes used during it (median $(awk -F'\t' 'NR > 1 && $2 > 0 { print $8 }' "$WORK/drains.tsv" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')%, at most $(awk -F'\t' 'NR > 1 && $2 > 0 { print $8 }' "$WORK/drains.tsv" | sort -g | tail -n 1)%).
 CPU columns are CPU seconds (user + system) over the drain: "client" is
 dbm-cdc-apply itself (for the native apply, the psql that enables the
 subscription), "source" the walsender decoding the slot, "target" the

@@ -54,20 +54,22 @@ nchildren()
 }
 
 # wait_for_other_benches: the machine may be shared; another benchmark
-# running at the same time would distort both.  Wait (up to
-# BENCH_WAIT_MAX seconds, default 1800) until no other bench/*.sh runs.
+# running at the same time would distort both.  Benchmarks that source this
+# file take turns on a lock (/tmp/dbm-bench.lock); others that do not
+# (bench/hash.sh, or BENCH_OTHERS, a pgrep -f pattern) are waited for.
+# At most BENCH_WAIT_MAX seconds (default 1800) each.
 wait_for_other_benches()
 {
-	local waited=0 others
-	while :; do
-		# our own subshells share our command line and process group
-		others=$(pgrep -f 'bench/[a-z]+\.sh' | while read -r p; do
-			g=$(ps -o pgid= -p "$p" 2>/dev/null | tr -d ' ')
-			[[ -z "$g" || "$g" == "$(ps -o pgid= -p $$ | tr -d ' ')" ]] || echo "$p"
-		done)
-		[[ -z "$others" ]] && return 0
-		((waited == 0)) && say "waiting for other benchmarks to finish (pids $(echo $others))"
-		((waited < ${BENCH_WAIT_MAX:-1800})) || { say "still running; going on anyway"; return 0; }
+	local waited=0 others max=${BENCH_WAIT_MAX:-1800}
+	exec {BENCH_LOCK_FD}>>/tmp/dbm-bench.lock
+	if ! flock -n "$BENCH_LOCK_FD"; then
+		say "waiting for another benchmark to finish (/tmp/dbm-bench.lock)"
+		flock -w "$max" "$BENCH_LOCK_FD" || say "still locked after ${max}s; going on anyway"
+	fi
+	while others=$(pgrep -f "${BENCH_OTHERS:-bench/hash\.sh}" | tr '\n' ' ') &&
+		[[ -n "$others" ]]; do
+		((waited == 0)) && say "waiting for other benchmarks to finish (pids $others)"
+		((waited < max)) || { say "still running; going on anyway"; return 0; }
 		sleep 5
 		waited=$((waited + 5))
 	done
@@ -105,6 +107,25 @@ settle()
 }
 
 TICK=$(getconf CLK_TCK)
+NCPU=$(nproc)
+
+# quiet_wait: wait (up to BENCH_QUIET_MAX seconds, default 120) until the
+# machine is idle, less than 10% of its CPUs busy over half a second: on a
+# shared machine, someone else's work would be counted as ours.
+quiet_wait()
+{
+	local m0 i max=${BENCH_QUIET_MAX:-120}
+	for ((i = 0; i < max * 2; i++)); do
+		machine_cpu
+		m0=$CPU
+		sleep 0.5
+		machine_cpu
+		# busy ticks * 100 < 10% of 0.5 s * TICK * NCPU
+		(((CPU - m0) * 100 < TICK * NCPU * 5)) && return 0
+		((i == 0)) && say "waiting for the machine to be idle"
+	done
+	say "the machine is still busy after ${max}s; measuring anyway"
+}
 
 # times_header FILE: the header line of the measurements file.
 times_header()
@@ -129,6 +150,7 @@ measure()
 	local c0 c1 m0 m1 t0 t1
 	declare -A s0 s1
 	settle
+	quiet_wait
 	for n in "${CLUSTERS[@]}"; do
 		server_cpu "${PM[$n]}"
 		s0[$n]=$CPU
@@ -155,8 +177,20 @@ measure()
 			n = split(cols, v, " ")
 			for (i = 1; i <= n; i++) printf "\t%.2f", v[i] / k
 			printf "\t%.2f\n", o / k }' >>"$TIMES"
-	say "$phase $tool #$run: $(tail -n 1 "$TIMES" | cut -f4)s (exit $rc)"
+	# share of the machine others used meanwhile, in percent
+	NOISE=$(awk -v o="$(tail -n 1 "$TIMES" | awk -F'\t' '{ print $NF }')" \
+		-v w="$(tail -n 1 "$TIMES" | cut -f4)" -v n="$NCPU" \
+		'BEGIN { printf "%.0f", 100 * o / (w * n) }')
+	say "$phase $tool #$run: $(tail -n 1 "$TIMES" | cut -f4)s (exit $rc, others ${NOISE}% of the CPUs)"
 	return "$rc"
+}
+
+# discard_last: the last measurement does not count (phase "discarded").
+discard_last()
+{
+	local tmp=$TIMES.tmp
+	awk -F'\t' -v OFS='\t' -v n="$(wc -l <"$TIMES")" 'NR == n { $1 = "discarded" } { print }' \
+		"$TIMES" >"$tmp" && mv "$tmp" "$TIMES"
 }
 
 # median PHASE TOOL COLUMN: median of a column of TIMES over the counted runs
