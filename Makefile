@@ -19,7 +19,8 @@ LIB_OBJ    = $(LIB_SRC:lib/%.c=$(B)/lib/%.o)
 BINS       = $(TOOLS:%=$(B)/%)
 MANS       = $(TOOLS:%=docs/man/%.1)
 
-.PHONY: all test unit demo bench bench-hash install man clean setup
+.PHONY: all test unit demo bench bench-hash bench-snapshot bench-apply bench-cutover \
+        install man clean setup
 
 all: $(BINS) $(B)/unit-tests $(B)/kafka-mock
 
@@ -56,11 +57,23 @@ demo: setup
 	@$(MAKE) --no-print-directory all
 	@runbooks/demo.sh
 
-bench: bench-hash
+bench: bench-hash bench-snapshot bench-apply bench-cutover
 
 bench-hash: setup
 	@$(MAKE) --no-print-directory all
 	@bench/hash.sh
+
+bench-snapshot: setup
+	@$(MAKE) --no-print-directory all
+	@bench/snapshot.sh
+
+bench-apply: setup
+	@$(MAKE) --no-print-directory all
+	@bench/apply.sh
+
+bench-cutover: setup
+	@$(MAKE) --no-print-directory all
+	@bench/cutover.sh
 
 # man pages are generated from --help and committed
 # docs/man/<tool>.h2m, when present, gives NAME, SYNOPSIS, DESCRIPTION,
