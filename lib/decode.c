@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #define UNAVAILABLE "__debezium_unavailable_value"
 /* Debezium's stand-ins for PostgreSQL's +/-infinity timestamps */
@@ -1087,4 +1088,224 @@ dbm_decode_event(json_t *msg, const dbm_decode_opts *o, dbm_event *ev, char *err
 missing_after:
 	snprintf(err, errlen, "Debezium op \"%s\" without \"after\"", op);
 	return false;
+}
+
+/* ---- parsing with a schema cache ---- */
+
+#define SCHEMA_CACHE 64
+
+typedef struct
+{
+	uint64_t hash;
+	char *text;
+	size_t len;
+	json_t *schema;
+	uint64_t used;
+} schema_ent;
+
+struct dbm_schema_cache
+{
+	schema_ent e[SCHEMA_CACHE];
+	uint64_t tick;
+};
+
+dbm_schema_cache *
+dbm_schema_cache_new(void)
+{
+	return xcalloc(1, sizeof(dbm_schema_cache));
+}
+
+void
+dbm_schema_cache_free(dbm_schema_cache *c)
+{
+	if (c == NULL)
+		return;
+	for (int i = 0; i < SCHEMA_CACHE; i++)
+	{
+		free(c->e[i].text);
+		json_decref(c->e[i].schema);
+	}
+	free(c);
+}
+
+static const char *
+skip_ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+/* The end of the JSON string starting at p (at the quote), or NULL. */
+static const char *
+skip_string(const char *p, const char *end)
+{
+	for (p++; p < end; p++)
+	{
+		if (*p == '\\')
+			p++;
+		else if (*p == '"')
+			return p + 1;
+	}
+	return NULL;
+}
+
+/* The end of the JSON value starting at p, or NULL; only its extent is
+ * found here, jansson parses it. */
+static const char *
+skip_value(const char *p, const char *end)
+{
+	int depth = 0;
+
+	if (p >= end)
+		return NULL;
+	if (*p == '"')
+		return skip_string(p, end);
+	if (*p != '{' && *p != '[')
+	{
+		while (p < end && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\n')
+			p++;
+		return p;
+	}
+	for (; p < end; p++)
+	{
+		if (*p == '"')
+		{
+			p = skip_string(p, end);
+			if (p == NULL)
+				return NULL;
+			p--;
+		}
+		else if (*p == '{' || *p == '[')
+			depth++;
+		else if (*p == '}' || *p == ']')
+		{
+			if (--depth == 0)
+				return p + 1;
+		}
+	}
+	return NULL;
+}
+
+/* Find the spans of the top-level "schema" and "payload" values of an
+ * object with exactly those two keys. */
+static bool
+split_envelope(const char *text, size_t len, const char **s, size_t *slen, const char **pl,
+			   size_t *plen)
+{
+	const char *p = text, *end = text + len;
+	int found = 0;
+
+	p = skip_ws(p, end);
+	if (p >= end || *p != '{')
+		return false;
+	p++;
+	*s = *pl = NULL;
+	for (;;)
+	{
+		const char *k, *kend, *v, *vend;
+		p = skip_ws(p, end);
+		if (p >= end || *p != '"')
+			return false;
+		k = p + 1;
+		if ((kend = skip_string(p, end)) == NULL)
+			return false;
+		p = skip_ws(kend, end);
+		if (p >= end || *p != ':')
+			return false;
+		v = skip_ws(p + 1, end);
+		if ((vend = skip_value(v, end)) == NULL)
+			return false;
+		if (kend - k - 1 == 6 && memcmp(k, "schema", 6) == 0)
+		{
+			*s = v;
+			*slen = (size_t) (vend - v);
+		}
+		else if (kend - k - 1 == 7 && memcmp(k, "payload", 7) == 0)
+		{
+			*pl = v;
+			*plen = (size_t) (vend - v);
+		}
+		else
+			return false;
+		found++;
+		p = skip_ws(vend, end);
+		if (p < end && *p == ',')
+		{
+			p++;
+			continue;
+		}
+		if (p < end && *p == '}')
+			break;
+		return false;
+	}
+	return found == 2 && *s && *pl && skip_ws(p + 1, end) == end;
+}
+
+static json_t *
+cached_schema(dbm_schema_cache *c, const char *s, size_t len, char *err, size_t errlen)
+{
+	uint64_t h = XXH3_64bits(s, len);
+	int victim = 0;
+	json_error_t jerr;
+	json_t *schema;
+
+	for (int i = 0; i < SCHEMA_CACHE; i++)
+	{
+		schema_ent *e = &c->e[i];
+		if (e->schema && e->hash == h && e->len == len && memcmp(e->text, s, len) == 0)
+		{
+			e->used = ++c->tick;
+			return json_incref(e->schema);
+		}
+		if (c->e[i].used < c->e[victim].used)
+			victim = i;
+	}
+	if ((schema = json_loadb(s, len, 0, &jerr)) == NULL)
+	{
+		snprintf(err, errlen, "malformed JSON in the schema: %s", jerr.text);
+		return NULL;
+	}
+	free(c->e[victim].text);
+	json_decref(c->e[victim].schema);
+	c->e[victim] = (schema_ent){h, xstrndup(s, len), len, json_incref(schema), ++c->tick};
+	return schema;
+}
+
+bool
+dbm_decode_parse(dbm_schema_cache *c, const char *text, size_t len, json_t **out, char *err,
+				 size_t errlen)
+{
+	const char *s, *pl;
+	size_t slen = 0, plen = 0;
+	json_error_t jerr;
+
+	*out = NULL;
+	if (skip_ws(text, text + len) == text + len)
+	{
+		*out = json_null(); /* an empty Kafka message: a tombstone */
+		return true;
+	}
+	if (c && split_envelope(text, len, &s, &slen, &pl, &plen))
+	{
+		json_t *schema = cached_schema(c, s, slen, err, errlen), *payload;
+		if (schema == NULL)
+			return false;
+		if ((payload = json_loadb(pl, plen, JSON_DECODE_ANY, &jerr)) == NULL)
+		{
+			json_decref(schema);
+			snprintf(err, errlen, "malformed JSON: %s", jerr.text);
+			return false;
+		}
+		*out = json_object();
+		json_object_set_new(*out, "schema", schema);
+		json_object_set_new(*out, "payload", payload);
+		return true;
+	}
+	if ((*out = json_loadb(text, len, JSON_DECODE_ANY, &jerr)) == NULL)
+	{
+		snprintf(err, errlen, "malformed JSON: %s", jerr.text);
+		return false;
+	}
+	return true;
 }

@@ -63,6 +63,19 @@ bool dbm_decode_row(const dbm_srcrel *r, json_t *row, json_t *fields,
 					const dbm_decode_opts *o, dbm_val *vals, dbm_buf *arena,
 					char *err, size_t errlen);
 
+/*
+ * Parse one message's JSON text. A Debezium envelope with a schema
+ * ({"schema":...,"payload":...}) has its schema looked up in a cache by
+ * its text, so a schema repeated by every event is parsed once. *out is a
+ * new reference (json null for an empty message: a tombstone). false with
+ * err filled when malformed.
+ */
+typedef struct dbm_schema_cache dbm_schema_cache;
+dbm_schema_cache *dbm_schema_cache_new(void);
+void dbm_schema_cache_free(dbm_schema_cache *c);
+bool dbm_decode_parse(dbm_schema_cache *c, const char *text, size_t len, json_t **out,
+					  char *err, size_t errlen);
+
 /* Exposed for unit tests. */
 bool dbm_decimal_from_base64(const char *b64, int scale, dbm_buf *out);
 void dbm_date_from_days(int64_t days, dbm_buf *out);

@@ -6,6 +6,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <sys/types.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,56 +90,66 @@ dbm_jsonl_open(dbm_jsonl_reader *r, const char *path)
 }
 
 int
-dbm_jsonl_next(dbm_jsonl_reader *r, json_t **out)
+dbm_jsonl_next_line(dbm_jsonl_reader *r)
 {
 	for (;;)
 	{
-		int c;
-		bool nl = false;
-		json_error_t err;
+		char *line = r->buf.data;
+		size_t cap = r->buf.cap;
+		ssize_t n = getline(&line, &cap, r->f);
+		bool nl;
 
-		dbm_buf_reset(&r->buf);
-		while ((c = getc(r->f)) != EOF)
+		/* getline grows the buffer itself; the reader keeps it */
+		r->buf.data = line;
+		r->buf.cap = cap;
+		if (n < 0)
 		{
-			if (c == '\n')
+			r->buf.len = 0;
+			if (ferror(r->f))
 			{
-				nl = true;
-				break;
+				dbm_log_error("could not read file \"%s\": %m", r->path);
+				return -1;
 			}
-			dbm_buf_putc(&r->buf, (char) c);
-		}
-		if (ferror(r->f))
-		{
-			dbm_log_error("could not read file \"%s\": %m", r->path);
-			return -1;
-		}
-		if (!nl && r->buf.len == 0)
 			return 0;
+		}
 		r->line++;
+		nl = n > 0 && line[n - 1] == '\n';
+		if (nl)
+			line[--n] = '\0';
+		r->buf.len = (size_t) n;
 		if (!nl)
 		{
 			dbm_log_error("%s:%ld: truncated line (no newline at end of file)",
 						  r->path, r->line);
 			return -1;
 		}
-		if (strspn(r->buf.data, " \t\r") == r->buf.len)
+		if (strspn(line, " \t\r") == (size_t) n)
 			continue;
-		*out = json_loadb(r->buf.data, r->buf.len, 0,
-						  &err);
-		if (*out == NULL)
-		{
-			dbm_log_error("%s:%ld: malformed JSON: %s", r->path, r->line,
-						  err.text);
-			return -1;
-		}
-		if (!json_is_object(*out) && !(r->allow_null && json_is_null(*out)))
-		{
-			json_decref(*out);
-			dbm_log_error("%s:%ld: expected a JSON object", r->path, r->line);
-			return -1;
-		}
 		return 1;
 	}
+}
+
+int
+dbm_jsonl_next(dbm_jsonl_reader *r, json_t **out)
+{
+	json_error_t err;
+	int rc = dbm_jsonl_next_line(r);
+
+	if (rc != 1)
+		return rc;
+	*out = json_loadb(r->buf.data, r->buf.len, JSON_DECODE_ANY, &err);
+	if (*out == NULL)
+	{
+		dbm_log_error("%s:%ld: malformed JSON: %s", r->path, r->line, err.text);
+		return -1;
+	}
+	if (!json_is_object(*out) && !(r->allow_null && json_is_null(*out)))
+	{
+		json_decref(*out);
+		dbm_log_error("%s:%ld: expected a JSON object", r->path, r->line);
+		return -1;
+	}
+	return 1;
 }
 
 void

@@ -35,6 +35,9 @@ bool dbm_jsonl_open(dbm_jsonl_reader *r, const char *path);
  * (malformed JSON, not an object, a last line cut short).
  */
 int dbm_jsonl_next(dbm_jsonl_reader *r, json_t **out);
+/* The next non-empty line as text in r->buf: 1, 0 at the end, -1 after
+ * logging (a last line cut short). */
+int dbm_jsonl_next_line(dbm_jsonl_reader *r);
 void dbm_jsonl_close(dbm_jsonl_reader *r);
 
 /* Field accessors for input validation; on a missing or mistyped field

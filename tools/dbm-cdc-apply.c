@@ -846,6 +846,7 @@ run_file(cdc *c)
 	FILE *dl = NULL;
 	stop_reason why = STOP_ERROR;
 	char where[600];
+	dbm_schema_cache *cache = NULL;
 
 	if (!dbm_jsonl_open(&r, c->input))
 		return STOP_ERROR;
@@ -870,21 +871,21 @@ run_file(cdc *c)
 		free(offsets);
 	}
 	e = dbm_evapply_new(c->ap, &c->dec, c->schema);
+	cache = dbm_schema_cache_new();
 	c->batch_started = dbm_now_ms();
-	while ((rc = dbm_jsonl_next(&r, &msg)) == 1)
+	while ((rc = dbm_jsonl_next_line(&r)) == 1)
 	{
 		dbm_event ev;
 		char err[512];
 		bool boundary;
 
 		if (r.line <= skip_until)
-		{
-			json_decref(msg);
 			continue;
-		}
 		snprintf(where, sizeof(where), "%s:%ld", strcmp(c->input, "-") == 0 ? "stdin" : c->input,
 				 r.line);
-		if (!dbm_decode_event(msg, &c->dec, &ev, err, sizeof(err)))
+		memset(&ev, 0, sizeof(ev));
+		if (!dbm_decode_parse(cache, r.buf.data, r.buf.len, &msg, err, sizeof(err)) ||
+			!dbm_decode_event(msg, &c->dec, &ev, err, sizeof(err)))
 		{
 			bool ok = c->dead_letter && dead_letter(c, &dl, where, err, r.buf.data);
 			json_decref(msg);
@@ -949,6 +950,7 @@ out:
 	/* what is not committed goes with the connection */
 	dbm_evapply_free(why == STOP_ERROR ? NULL : e);
 	free(cur_txid);
+	dbm_schema_cache_free(cache);
 	if (dl)
 		fclose(dl);
 	dbm_jsonl_close(&r);
@@ -1116,6 +1118,7 @@ run_kafka(cdc *c)
 	kctx k = {0};
 	stop_reason why = STOP_ERROR;
 	char *regex = NULL;
+	dbm_schema_cache *cache = dbm_schema_cache_new();
 
 	k.c = c;
 #define SET(key, val)                                                          \
@@ -1237,7 +1240,6 @@ run_kafka(cdc *c)
 			kpart *p = kpart_get(&k, topic, m->partition);
 			char where[400], errbuf[512];
 			json_t *msg = NULL;
-			json_error_t jerr;
 			dbm_event ev;
 			bool ok;
 
@@ -1249,17 +1251,10 @@ run_kafka(cdc *c)
 				rd_kafka_message_destroy(m);
 				continue;
 			}
-			if (m->payload && m->len > 0)
-			{
-				msg = json_loadb(m->payload, m->len, 0, &jerr);
-				if (msg == NULL)
-				{
-					dbm_log_error("%s: malformed JSON: %s", where, jerr.text);
-					rd_kafka_message_destroy(m);
-					goto out;
-				}
-			}
-			if (!dbm_decode_event(msg, &c->dec, &ev, errbuf, sizeof(errbuf)))
+			memset(&ev, 0, sizeof(ev));
+			if (!dbm_decode_parse(cache, m->payload ? m->payload : "", m->payload ? m->len : 0,
+								  &msg, errbuf, sizeof(errbuf)) ||
+				!dbm_decode_event(msg, &c->dec, &ev, errbuf, sizeof(errbuf)))
 			{
 				dbm_log_error("%s: %s", where, errbuf);
 				json_decref(msg);
@@ -1318,6 +1313,7 @@ out:
 		free(k.parts[i].topic);
 	free(k.parts);
 	free(regex);
+	dbm_schema_cache_free(cache);
 	return why;
 }
 
