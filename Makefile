@@ -19,7 +19,7 @@ LIB_OBJ    = $(LIB_SRC:lib/%.c=$(B)/lib/%.o)
 BINS       = $(TOOLS:%=$(B)/%)
 MANS       = $(TOOLS:%=docs/man/%.1)
 
-.PHONY: all test unit demo bench bench-hash bench-snapshot bench-apply bench-cutover \
+.PHONY: all test unit demo bench bench-hash bench-snapshot bench-apply bench-cutover bench-debezium \
         install man clean setup
 
 all: $(BINS) $(B)/unit-tests $(B)/kafka-mock
@@ -57,7 +57,7 @@ demo: setup
 	@$(MAKE) --no-print-directory all
 	@runbooks/demo.sh
 
-bench: bench-hash bench-snapshot bench-apply bench-cutover
+bench: bench-hash bench-snapshot bench-apply bench-cutover bench-debezium
 
 bench-hash: setup
 	@$(MAKE) --no-print-directory all
@@ -74,6 +74,10 @@ bench-apply: setup
 bench-cutover: setup
 	@$(MAKE) --no-print-directory all
 	@bench/cutover.sh
+
+bench-debezium: setup
+	@$(MAKE) --no-print-directory all
+	@bench/debezium.sh
 
 # man pages are generated from --help and committed
 # docs/man/<tool>.h2m, when present, gives NAME, SYNOPSIS, DESCRIPTION,
