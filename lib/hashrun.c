@@ -291,6 +291,9 @@ read_piece(dbm_hashrun *h, PGconn *conn, const piece *p, dbm_buckets *b,
 	const char **fs = fstart;
 	size_t *fl = flen;
 	uint64_t nrows = 0, nbytes = 0;
+	dbm_buf sbuf; /* row records, written to the spill file in blocks */
+
+	dbm_buf_init(&sbuf);
 
 	for (int k = 0; k < t->nkey; k++)
 		if (t->key[k] + 1 > maxkey)
@@ -371,10 +374,22 @@ read_piece(dbm_hashrun *h, PGconn *conn, const piece *p, dbm_buckets *b,
 		dbm_h128_add(&b->sum[bucket], rh);
 		if (want == NULL || dbm_bit_test(want, bucket))
 		{
-			if (spill && !dbm_spill_write(spill, bucket, rh, key, (uint32_t) keylen))
+			if (spill)
 			{
-				dbm_log_error("could not write a temporary file: %m");
-				ok = false;
+				uint32_t kl = (uint32_t) keylen;
+				dbm_buf_append(&sbuf, (const char *) &bucket, sizeof(bucket));
+				dbm_buf_append(&sbuf, (const char *) &rh, sizeof(rh));
+				dbm_buf_append(&sbuf, (const char *) &kl, sizeof(kl));
+				dbm_buf_append(&sbuf, key, keylen);
+				if (sbuf.len >= (1 << 18))
+				{
+					if (fwrite(sbuf.data, sbuf.len, 1, spill) != 1)
+					{
+						dbm_log_error("could not write a temporary file: %m");
+						ok = false;
+					}
+					dbm_buf_reset(&sbuf);
+				}
 			}
 			if (h->rcb)
 			{
@@ -426,6 +441,12 @@ read_piece(dbm_hashrun *h, PGconn *conn, const piece *p, dbm_buckets *b,
 	}
 
 out_free_fields:
+	if (ok && spill && sbuf.len > 0 && fwrite(sbuf.data, sbuf.len, 1, spill) != 1)
+	{
+		dbm_log_error("could not write a temporary file: %m");
+		ok = false;
+	}
+	dbm_buf_free(&sbuf);
 	if (fs != fstart)
 	{
 		free(fs);
