@@ -11,6 +11,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "apply.h"
 
+#include "keymap.h"
 #include "log.h"
 #include "pg.h"
 #include "util.h"
@@ -77,6 +78,7 @@ struct dbm_apply
 	int *ins_off;	   /* offset per value, -1 for NULL */
 	int ins_cap;
 	char ins_where[112];
+	dbm_keymap ins_keys; /* converge mode: keys in the pending insert */
 
 	uint64_t txn_rows;
 	size_t inflight_bytes;
@@ -137,6 +139,7 @@ dbm_apply_open(const dbm_apply_opts *o)
 
 	a->o = *o;
 	dbm_buf_init(&a->ins_vals);
+	dbm_keymap_init(&a->ins_keys);
 	if ((a->cat = dbm_pg_connect(o->conninfo, o->appname)) == NULL ||
 		(a->conn = dbm_pg_connect(o->conninfo, o->appname)) == NULL)
 		goto out_fail;
@@ -164,7 +167,9 @@ dbm_apply_open(const dbm_apply_opts *o)
 					 " triggers and foreign keys fire on the target",
 					 dbm_pg_error(a->conn));
 	PQclear(res);
-	PQclear(PQexec(a->conn, "SET synchronous_commit = off"));
+	/* synchronous_commit stays as configured (on by default): the slot
+	 * is told a position is flushed right after the commit, so the commit
+	 * must be durable by then */
 	if (o->origin && !dbm_apply_set_origin(a, o->origin))
 		goto out_fail;
 
@@ -240,6 +245,46 @@ dbm_apply_set_origin(dbm_apply *a, const char *origin)
 	}
 	PQclear(res);
 	return true;
+}
+
+bool
+dbm_apply_claim_origin(dbm_apply *a, const char *base)
+{
+	for (int n = 1; n <= 16; n++)
+	{
+		char *name = n == 1 ? xstrdup(base) : xasprintf("%s_%d", base, n);
+		const char *v[1] = {name};
+		PGresult *res;
+		bool busy;
+
+		/* try it, and take the next name if another session holds it */
+		res = PQexecParams(a->conn,
+						   "SELECT pg_catalog.pg_replication_origin_create($1)"
+						   " WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_origin"
+						   " WHERE roname = $1)",
+						   1, NULL, v, NULL, NULL, 0);
+		PQclear(res);
+		res = PQexecParams(a->conn, "SELECT pg_catalog.pg_replication_origin_session_setup($1)",
+						   1, NULL, v, NULL, NULL, 0);
+		if (PQresultStatus(res) == PGRES_TUPLES_OK)
+		{
+			PQclear(res);
+			free(name);
+			return true;
+		}
+		busy = strstr(dbm_pg_error(a->conn), "is already active") != NULL;
+		if (!busy || n == 16)
+		{
+			dbm_log_error("could not set up replication origin \"%s\" on the target: %s",
+						  name, dbm_pg_error(a->conn));
+			PQclear(res);
+			free(name);
+			return false;
+		}
+		PQclear(res);
+		free(name);
+	}
+	return false;
 }
 
 bool
@@ -782,6 +827,11 @@ flush_inserts(dbm_apply *a)
 	a->ins_map = NULL;
 	a->ins_rows = 0;
 	dbm_buf_reset(&a->ins_vals);
+	if (a->ins_keys.n > 0)
+	{
+		dbm_keymap_free(&a->ins_keys);
+		dbm_keymap_init(&a->ins_keys);
+	}
 	return ok;
 }
 
@@ -850,7 +900,23 @@ dbm_apply_change(dbm_apply *a, const dbm_change *c, const char *where)
 			mask[i] = c->newv[i].kind == DBM_VAL_UNCHANGED ? '0' : '1';
 			per += mask[i] == '1';
 		}
-		if (a->ins_map != m || strcmp(a->ins_mask ? a->ins_mask : "", mask) != 0 ||
+		/* an upsert cannot touch one row twice: a key already waiting in
+		 * the batch sends the batch first */
+		dbm_buf kt;
+		bool track = a->o.converge && m->has_pk, dup = false;
+		dbm_buf_init(&kt);
+		if (track)
+		{
+			for (int i = 0; i < m->nkey; i++)
+			{
+				const dbm_val *v = &c->newv[m->key[i]];
+				dbm_buf_putc(&kt, v->kind == DBM_VAL_NULL ? 'n' : 't');
+				dbm_buf_append(&kt, v->data ? v->data : "", v->len);
+				dbm_buf_putc(&kt, '\0');
+			}
+			dup = a->ins_map == m && dbm_keymap_get(&a->ins_keys, kt.data, kt.len) != NULL;
+		}
+		if (dup || a->ins_map != m || strcmp(a->ins_mask ? a->ins_mask : "", mask) != 0 ||
 			a->ins_rows >= INSERT_BATCH * 16)
 		{
 			ok = flush_inserts(a);
@@ -859,6 +925,12 @@ dbm_apply_change(dbm_apply *a, const dbm_change *c, const char *where)
 			a->ins_map = m;
 			snprintf(a->ins_where, sizeof(a->ins_where), "%s", where);
 		}
+		if (track)
+		{
+			dbm_h128 zero = {0, 0};
+			dbm_keymap_add(&a->ins_keys, kt.data, kt.len, 0, zero);
+		}
+		dbm_buf_free(&kt);
 		for (int i = 0, k = 0; i < n; i++)
 			if (mask[i] == '1')
 				add_value(a, a->ins_rows * per + k++, &c->newv[i]);
@@ -1077,5 +1149,6 @@ dbm_apply_close(dbm_apply *a)
 	free(a->ins_mask);
 	free(a->ins_off);
 	dbm_buf_free(&a->ins_vals);
+	dbm_keymap_free(&a->ins_keys);
 	free(a);
 }

@@ -33,6 +33,9 @@ dbm_apply *dbm_apply_open(const dbm_apply_opts *o);
 /* Mark the target session with a replication origin (before the first
  * change); false after logging, e.g. when another session holds it. */
 bool dbm_apply_set_origin(dbm_apply *a, const char *origin);
+/* The same with the first free name of base, base_2, ... base_16 (for
+ * several processes on one stream). */
+bool dbm_apply_claim_origin(dbm_apply *a, const char *base);
 /* The stored position of the stream: lsn (NULL if none; caller frees) and
  * offsets as JSON text (NULL if none; caller frees). */
 bool dbm_apply_get_position(dbm_apply *a, char **lsn, char **offsets);

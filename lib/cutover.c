@@ -437,13 +437,14 @@ run_exec(const char *cmd, const char *source, const char *target, const char *db
 bool
 dbm_route_repoint(const char *admin_ci, const char *ini, const char *db, const char *to,
 		const char *exec_cmd, const char *source, const char *target,
-		const char *route_to)
+		const char *route_to, bool *moved)
 {
 	PGconn *admin;
 	bool ok;
 
+	*moved = false;
 	if (exec_cmd)
-		return run_exec(exec_cmd, source, target, db, route_to);
+		return (*moved = run_exec(exec_cmd, source, target, db, route_to));
 	/* a copy of the ini to put back if pgbouncer cannot be told: a later
 	 * RELOAD must not move clients silently */
 	char *bak = xasprintf("%s.dbm-bak", ini);
@@ -472,6 +473,8 @@ dbm_route_repoint(const char *admin_ci, const char *ini, const char *db, const c
 		dbm_log_error("could not restore \"%s\" from \"%s\": %m", ini, bak);
 	else if (ok)
 		unlink(bak);
+	/* from here pgbouncer sends new server connections to "to" */
+	*moved = ok;
 	free(bak);
 	ok = ok && dbm_bouncer(admin, "RESUME", db);
 	PQfinish(admin);

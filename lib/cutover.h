@@ -49,10 +49,11 @@ bool dbm_bouncer_repoint(const char *ini, const char *db,
 
 /* Point the application at "to": rewrite the pgbouncer ini entry, RELOAD,
  * RESUME; or run exec_cmd with DBM_SOURCE, DBM_TARGET,
- * DBM_DATABASE and DBM_ROUTE_TO (route_to) in its environment. */
+ * DBM_DATABASE and DBM_ROUTE_TO (route_to) in its environment. *moved
+ * tells whether the route changed, even when a later step (RESUME) failed. */
 bool dbm_route_repoint(const char *admin_ci, const char *ini, const char *db,
 					   const char *to, const char *exec_cmd, const char *source,
-					   const char *target, const char *route_to);
+					   const char *target, const char *route_to, bool *moved);
 
 /* Milliseconds since the Unix epoch, and the ISO 8601 UTC form of it. */
 int64_t dbm_epoch_ms(void);

@@ -856,6 +856,14 @@ decode_dbm(json_t *msg, dbm_event *ev, char *err, size_t errlen)
 	ev->oldo = json_object_get(msg, "old");
 	if (!json_is_object(ev->oldo))
 		ev->oldo = json_object_get(msg, "key");
+	{
+		/* the source transaction, so it is applied whole */
+		json_t *xid = json_object_get(msg, "xid");
+		if (json_is_integer(xid))
+			ev->txid = xasprintf("%" JSON_INTEGER_FORMAT, json_integer_value(xid));
+		else if (json_is_string(xid))
+			ev->txid = xstrdup(json_string_value(xid));
+	}
 	if (strcmp(op, "truncate") == 0)
 	{
 		ev->kind = DBM_EV_TRUNCATE;

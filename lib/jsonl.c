@@ -18,7 +18,8 @@ dbm_jsonl_print(json_t *o)
 
 	if (o == NULL)
 		return false;
-	s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	/* rates and seconds: six significant digits, not binary noise */
+	s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
 	json_decref(o);
 	if (s == NULL)
 	{

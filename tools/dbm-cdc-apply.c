@@ -148,7 +148,8 @@ usage(void)
 		   "                              replays converge (upserts)\n"
 		   "      --format=auto           recognize each event's format (the only mode)\n"
 		   "      --binary-mode=MODE      schema-less bytea values: base64 or hex\n"
-		   "      --dms-before-field=NAME AWS DMS before-image attribute (before-image)\n"
+		   "      --dms-before-field=NAME\n"
+		   "                              AWS DMS before-image attribute (before-image)\n"
 		   "      --dead-letter=FILE      write undecodable events there and go on\n"
 		   "                              (default: stop with an error)\n"
 		   "      --kafka=BROKERS         read Debezium or AWS DMS topics from Kafka\n"
@@ -900,6 +901,14 @@ run_file(cdc *c)
 		}
 		/* source transactions stay whole: commit only between them */
 		boundary = ev.txid == NULL || cur_txid == NULL || strcmp(ev.txid, cur_txid) != 0;
+		if (boundary && c->stop_lsn && ev.lsn > c->stop_lsn)
+		{
+			/* past the bound: what came before is all there is to do */
+			json_decref(msg);
+			dbm_event_clear(&ev);
+			why = commit_file(c, last) ? STOP_LSN : STOP_ERROR;
+			goto out;
+		}
 		if (boundary)
 		{
 			if (stop_requested)
@@ -1119,6 +1128,7 @@ run_kafka(cdc *c)
 	stop_reason why = STOP_ERROR;
 	char *regex = NULL;
 	dbm_schema_cache *cache = dbm_schema_cache_new();
+	FILE *dl = NULL;
 
 	k.c = c;
 #define SET(key, val)                                                          \
@@ -1256,6 +1266,23 @@ run_kafka(cdc *c)
 								  &msg, errbuf, sizeof(errbuf)) ||
 				!dbm_decode_event(msg, &c->dec, &ev, errbuf, sizeof(errbuf)))
 			{
+				if (c->dead_letter)
+				{
+					char *text = xstrndup(m->payload ? m->payload : "", m->payload ? m->len : 0);
+					bool dl_ok = dead_letter(c, &dl, where, errbuf, text);
+					free(text);
+					json_decref(msg);
+					dbm_event_clear(&ev);
+					if (dl_ok)
+					{
+						p->offset = m->offset; /* passed over, not lost: it is in the file */
+						k.dirty = true;
+						rd_kafka_message_destroy(m);
+						continue;
+					}
+					rd_kafka_message_destroy(m);
+					goto out;
+				}
 				dbm_log_error("%s: %s", where, errbuf);
 				json_decref(msg);
 				dbm_event_clear(&ev);
@@ -1314,6 +1341,8 @@ out:
 	free(k.parts);
 	free(regex);
 	dbm_schema_cache_free(cache);
+	if (dl)
+		fclose(dl);
 	return why;
 }
 
@@ -1486,6 +1515,12 @@ main(int argc, char **argv)
 		dbm_log_usage_hint();
 		return 2;
 	}
+	if (c.input && c.until_idle > 0)
+	{
+		dbm_log_error("--until-idle applies to --slot and --kafka; a FILE ends at its end");
+		dbm_log_usage_hint();
+		return 2;
+	}
 	if (c.kafka && c.print)
 	{
 		dbm_log_error("--print reads a slot or a file, not Kafka (use kcat)");
@@ -1524,10 +1559,13 @@ main(int argc, char **argv)
 								 .schema = c.schema,
 								 .stream = c.stream,
 								 .converge = true,
-								 .origin = no_origin ? NULL : c.origin_name};
-			if (ao.origin == NULL && !no_origin)
-				ao.origin = origin_buf = xasprintf("dbm_%s", c.stream);
-			if ((c.ap = dbm_apply_open(&ao)) == NULL)
+								 .origin = NULL};
+			if (c.origin_name == NULL && !no_origin)
+				c.origin_name = origin_buf = xasprintf("dbm_%s", c.stream);
+			/* processes of one Kafka group share the stream: each claims an
+			 * origin of its own (dbm_STREAM, dbm_STREAM_2, ...) */
+			if ((c.ap = dbm_apply_open(&ao)) == NULL ||
+				(c.origin_name && !dbm_apply_claim_origin(c.ap, c.origin_name)))
 				goto out;
 		}
 		signal(SIGINT, on_signal);
@@ -1555,12 +1593,12 @@ main(int argc, char **argv)
 	/* forward and reverse streams never echo each other: what this tool
 	 * applies carries its origin, and transactions with that origin
 	 * coming back are skipped */
+	if (c.stream == NULL)
+		c.stream = c.slot;
 	if (c.origin_name == NULL && !no_origin)
 		c.origin_name = origin_buf = xasprintf("dbm_%s", c.stream);
 	if (c.skip_origin == NULL && !no_origin)
 		c.skip_origin = "dbm_*";
-	if (c.stream == NULL)
-		c.stream = c.slot;
 	dbm_buf_init(&c.where);
 	c.started = dbm_now_ms();
 	c.last_data = c.started;
@@ -1589,7 +1627,7 @@ main(int argc, char **argv)
 	if (!start_replication(&c))
 		goto out;
 	/* after the slot is ours, so a second applier is told about the slot */
-	if (c.ap && c.origin_name && !dbm_apply_set_origin(c.ap, c.origin_name))
+	if (c.ap && c.origin_name && !dbm_apply_claim_origin(c.ap, c.origin_name))
 		goto out;
 
 	signal(SIGINT, on_signal);

@@ -48,6 +48,9 @@ usage(void)
 		   "      --stream=NAME           position row of the reverse apply on the\n"
 		   "                              source (default: any)\n"
 		   "      --timeout=SECS          longest wait for the reverse apply (default 30)\n"
+		   "      --reverse-slot=NAME     before the switch: dropped if it exists and is\n"
+		   "                              idle (default dbm_reverse)\n"
+		   "      --reverse-publication=NAME  likewise (default dbm_reverse)\n"
 		   "      --dbm-schema=NAME       schema for the toolkit's state (default dbm)\n"
 		   "      --log-json              diagnostics on stderr as JSON lines\n"
 		   "  -V, --version               print the version and exit\n"
@@ -119,6 +122,8 @@ main(int argc, char **argv)
 		{"exec", required_argument, NULL, 'e'},
 		{"readonly", no_argument, NULL, 'r'},
 		{"stream", required_argument, NULL, 'n'},
+		{"reverse-slot", required_argument, NULL, 'R'},
+		{"reverse-publication", required_argument, NULL, 'U'},
 		{"timeout", required_argument, NULL, 't'},
 		{"dbm-schema", required_argument, NULL, 'S'},
 		{"log-json", no_argument, NULL, 'L'},
@@ -128,9 +133,11 @@ main(int argc, char **argv)
 	const char *source = getenv("DBM_SOURCE"), *target = getenv("DBM_TARGET");
 	const char *bouncer = NULL, *ini = NULL, *db = NULL, *bouncer_source = NULL;
 	const char *exec_cmd = NULL, *stream = NULL, *schema = "dbm";
+	const char *rslot = "dbm_reverse", *rpub = "dbm_reverse";
 	bool readonly = false;
 	double timeout = 30;
 	int c, rc = 2, state, nseq = 0;
+	bool moved = false;
 	PGconn *src = NULL, *dst = NULL, *admin = NULL;
 	int64_t t0 = dbm_epoch_ms();
 
@@ -149,6 +156,8 @@ main(int argc, char **argv)
 			case 'e': exec_cmd = optarg; break;
 			case 'r': readonly = true; break;
 			case 'n': stream = optarg; break;
+			case 'R': rslot = optarg; break;
+			case 'U': rpub = optarg; break;
 			case 'S': schema = optarg; break;
 			case 't':
 				if (!dbm_parse_seconds(optarg, &timeout))
@@ -221,6 +230,22 @@ main(int argc, char **argv)
 		else
 			ok = dbm_pg_command(src, "SET default_transaction_read_only = off", NULL) &&
 				 dbm_readonly_set(src, false);
+		if (ok)
+		{
+			/* a reverse slot made ahead of a switch that did not happen
+			 * would hold the target's WAL for nothing */
+			const char *v[1] = {rslot};
+			char *q = PQescapeIdentifier(dst, rpub, strlen(rpub));
+			char *sql = xasprintf("DROP PUBLICATION IF EXISTS %s", q);
+			PQclear(PQexecParams(dst, "SELECT pg_catalog.pg_drop_replication_slot(slot_name)"
+									  " FROM pg_catalog.pg_replication_slots"
+									  " WHERE slot_name = $1 AND database = current_database()"
+									  "   AND NOT active",
+								 1, NULL, v, NULL, NULL, 0));
+			PQclear(PQexec(dst, sql));
+			free(sql);
+			PQfreemem(q);
+		}
 		if (ok && dbm_jsonl_print(json_pack("{s:s,s:s,s:s}", "type", "rolled_back", "stage",
 											"before_switch", "primary", "source")))
 			rc = 0;
@@ -273,8 +298,12 @@ main(int argc, char **argv)
 			goto out_resume;
 		if ((bouncer || exec_cmd) &&
 			!dbm_route_repoint(bouncer, ini, db, bouncer_source ? bouncer_source : source,
-							   exec_cmd, source, target, "source"))
+							   exec_cmd, source, target, "source", &moved))
+		{
+			if (moved)
+				goto out; /* pointing at the source already: no resume on the target */
 			goto out_resume;
+		}
 		if (!mark_rolled_back(dst, schema, dbm_epoch_ms() - t0))
 			goto out;
 		dbm_lsn_format(lsn, lsnbuf);

@@ -40,7 +40,8 @@ usage(void)
 		   "      --pgbouncer-ini=PATH    pgbouncer's ini file, rewritten\n"
 		   "      --database=NAME         the pgbouncer database entry\n"
 		   "      --pgbouncer-target=CONNINFO  what the entry points at afterwards\n"
-		   "                              (default: host, port, dbname of --target)\n"
+		   "                              (default: host, port, dbname, user and\n"
+		   "                              password of --target)\n"
 		   "      --exec=CMD              repoint with this shell command instead\n"
 		   "                              (environment: DBM_SOURCE, DBM_TARGET,\n"
 		   "                              DBM_DATABASE, DBM_ROUTE_TO=target)\n"
@@ -187,6 +188,7 @@ main(int argc, char **argv)
 	const char *how = NULL;
 	uint64_t lsn = 0;
 	long long barrier = 0, at_ms = 0;
+	bool moved = false;
 
 	dbm_log_init(argv[0]);
 	opterr = 0;
@@ -311,9 +313,14 @@ main(int argc, char **argv)
 					   dbm_epoch_ms() - at_ms))
 		goto out;
 	if (!dbm_route_repoint(bouncer, ini, db, bouncer_target ? bouncer_target : target,
-						   exec_cmd, source, target, "target"))
+						   exec_cmd, source, target, "target", &moved))
 	{
-		set_state(dst, schema, "aborted");
+		/* repointed but not resumed is switched all the same: a rollback
+		 * must bring back what clients write once they are let through */
+		set_state(dst, schema, moved ? "switched" : "aborted");
+		if (moved)
+			dbm_log_error("the route points at the target but clients are still paused:"
+						  " RESUME them on pgbouncer's console");
 		goto out;
 	}
 	if (!set_state(dst, schema, "switched"))
