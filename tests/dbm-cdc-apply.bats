@@ -227,7 +227,7 @@ closed_port()
 	assert_failure 2
 	assert_equal "$output" ""
 	assert_equal "${#stderr_lines[@]}" 2
-	assert_equal "${stderr_lines[0]}" 'dbm-cdc-apply: error: --slot is required'
+	assert_equal "${stderr_lines[0]}" 'dbm-cdc-apply: error: --slot is required (or --kafka, or an input FILE, "-" for stdin)'
 	assert_equal "${stderr_lines[1]}" 'Try "dbm-cdc-apply --help" for more information.'
 	run --separate-stderr dbm-cdc-apply --print --source "$S"
 	assert_failure 2
