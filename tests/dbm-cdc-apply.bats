@@ -231,7 +231,7 @@ closed_port()
 	assert_equal "${stderr_lines[1]}" 'Try "dbm-cdc-apply --help" for more information.'
 	run --separate-stderr dbm-cdc-apply --print --source "$S"
 	assert_failure 2
-	assert_equal "${stderr_lines[0]}" 'dbm-cdc-apply: error: --slot is required'
+	assert_equal "${stderr_lines[0]}" 'dbm-cdc-apply: error: --slot is required (or --kafka, or an input FILE, "-" for stdin)'
 }
 
 @test "--source is required, from the option or DBM_SOURCE" {
