@@ -66,6 +66,7 @@ struct dbm_apply
 	char *qschema;
 	int nstmt_names;
 	bool in_txn;
+	char *origin; /* the replication origin this session holds */
 
 	item *items; /* results still to read, in order */
 	int nitems, cap_items, first_item;
@@ -269,7 +270,8 @@ dbm_apply_claim_origin(dbm_apply *a, const char *base)
 		if (PQresultStatus(res) == PGRES_TUPLES_OK)
 		{
 			PQclear(res);
-			free(name);
+			free(a->origin);
+			a->origin = name;
 			return true;
 		}
 		busy = strstr(dbm_pg_error(a->conn), "is already active") != NULL;
@@ -1137,6 +1139,888 @@ dbm_apply_close(dbm_apply *a)
 {
 	if (a == NULL)
 		return;
+	/* the origin is kept: the name in transactions it marked is looked up
+	 * when they are decoded, and the other stream's skip needs it */
+	free(a->origin);
+			a->origin = name;
+			return true;
+		}
+		busy = strstr(dbm_pg_error(a->conn), "is already active") != NULL;
+		if (!busy || n == 16)
+		{
+			dbm_log_error("could not set up replication origin \"%s\" on the target: %s",
+						  name, dbm_pg_error(a->conn));
+			PQclear(res);
+			free(name);
+			return false;
+		}
+		PQclear(res);
+		free(name);
+	}
+	return false;
+}
+
+bool
+dbm_apply_get_position(dbm_apply *a, char **lsn, char **offsets)
+{
+	const char *v[1] = {a->o.stream};
+	char *sql = xasprintf("SELECT lsn::text, offsets::text FROM %s.apply_position"
+						  " WHERE stream = $1",
+						  a->qschema);
+	PGresult *res;
+	bool ok = cat_query(a, sql, 1, v, &res, "could not read the apply position");
+
+	free(sql);
+	*lsn = *offsets = NULL;
+	if (!ok)
+		return false;
+	if (PQntuples(res) > 0)
+	{
+		if (!PQgetisnull(res, 0, 0))
+			*lsn = xstrdup(PQgetvalue(res, 0, 0));
+		if (!PQgetisnull(res, 0, 1))
+			*offsets = xstrdup(PQgetvalue(res, 0, 1));
+	}
+	PQclear(res);
+	return true;
+}
+
+uint64_t
+dbm_apply_copy_lsn(dbm_apply *a, const char *qname)
+{
+	for (int i = 0; i < a->ncopy; i++)
+		if (strcmp(a->copy_names[i], qname) == 0)
+			return a->copy_lsns[i];
+	return 0;
+}
+
+static void
+amap_free(amap *m)
+{
+	if (m == NULL)
+		return;
+	for (int i = 0; i < m->ncols; i++)
+	{
+		free(m->qcols[i]);
+		if (m->ttypes)
+			free(m->ttypes[i]);
+	}
+	free(m->ttypes);
+	free(m->always);
+	for (int i = 0; i < m->nstmts; i++)
+		free(m->stmts[i].mask);
+	free(m->stmts);
+	free(m->qcols);
+	free(m->key);
+	free(m->target);
+	free(m);
+}
+
+bool
+dbm_apply_map(dbm_apply *a, dbm_srcrel *r)
+{
+	static const char *cols_sql =
+		"SELECT a.attname, a.atttypid::int8, a.atttypmod, a.attgenerated <> '',"
+		"       pg_catalog.format_type(a.atttypid, a.atttypmod),"
+		"       coalesce((SELECT true FROM pg_catalog.pg_index i"
+		"                 WHERE i.indrelid = a.attrelid AND i.indisprimary"
+		"                   AND a.attnum = ANY (i.indkey)), false),"
+		"       format('%I.%I', n.nspname, c.relname), a.attidentity = 'a'"
+		"FROM pg_catalog.pg_class c"
+		" JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+		" JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid"
+		" WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')"
+		"   AND a.attnum > 0 AND NOT a.attisdropped";
+	const char *v[2] = {r->nsp, r->name};
+	PGresult *res;
+	amap *m;
+	bool ok = true;
+	int npk = 0, pk_in_src = 0;
+
+	if (!cat_query(a, cols_sql, 2, v, &res, "could not read the target catalog"))
+		return false;
+	if (PQntuples(res) == 0)
+	{
+		CTX_ERROR(a, "table %s is missing on the target", r->qname);
+		PQclear(res);
+		return false;
+	}
+	m = xcalloc(1, sizeof(*m));
+	m->target = xstrdup(PQgetvalue(res, 0, 6));
+	/* the canonical quoted name comes from the target */
+	free(r->qname);
+	r->qname = xstrdup(m->target);
+	m->ncols = r->ncols;
+	m->qcols = xcalloc((size_t) r->ncols + 1, sizeof(char *));
+	m->ttypes = xcalloc((size_t) r->ncols + 1, sizeof(char *));
+	m->always = xcalloc((size_t) r->ncols + 1, sizeof(bool));
+	m->key = xcalloc((size_t) r->ncols + 1, sizeof(int));
+	for (int c = 0; c < r->ncols && ok; c++)
+	{
+		int found = -1;
+		for (int t = 0; t < PQntuples(res); t++)
+			if (strcmp(PQgetvalue(res, t, 0), r->cols[c]) == 0)
+				found = t;
+		if (found < 0)
+		{
+			CTX_ERROR(a, "table %s: column \"%s\" is missing on the target",
+						  r->qname, r->cols[c]);
+			ok = false;
+			break;
+		}
+		long typid = 0, typmod = 0;
+		dbm_parse_long(PQgetvalue(res, found, 1), 0, 1L << 40, &typid);
+		dbm_parse_long(PQgetvalue(res, found, 2), -1, 1L << 31, &typmod);
+		if (r->types[c] != 0 && r->types[c] < FIRST_NORMAL_OID &&
+			(typid != (long) r->types[c] || typmod != r->typmods[c]))
+		{
+			CTX_ERROR(a, "table %s: column \"%s\" has another type on the target (%s)",
+						  r->qname, r->cols[c], PQgetvalue(res, found, 4));
+			ok = false;
+			break;
+		}
+		{
+			char *q = PQescapeIdentifier(a->cat, r->cols[c], strlen(r->cols[c]));
+			m->qcols[c] = xstrdup(q);
+			PQfreemem(q);
+		}
+		m->ttypes[c] = xstrdup(PQgetvalue(res, found, 4));
+		m->always[c] = strcmp(PQgetvalue(res, found, 7), "t") == 0;
+	}
+	/* a target column the source does not send (dropped or never there) */
+	for (int t = 0; t < PQntuples(res) && ok; t++)
+	{
+		bool found = false;
+		if (strcmp(PQgetvalue(res, t, 3), "t") == 0)
+			continue; /* generated on the target */
+		for (int c = 0; c < r->ncols && !found; c++)
+			found = strcmp(PQgetvalue(res, t, 0), r->cols[c]) == 0;
+		if (!found)
+		{
+			CTX_ERROR(a, "table %s: column \"%s\" of the target is not in the source",
+						  r->qname, PQgetvalue(res, t, 0));
+			ok = false;
+		}
+		if (strcmp(PQgetvalue(res, t, 5), "t") == 0)
+		{
+			npk++;
+			if (found)
+				pk_in_src++;
+		}
+	}
+	if (ok)
+	{
+		/* match rows by the target's primary key when the source sends all
+		 * of it, else by the source's replica identity */
+		if (npk > 0 && npk == pk_in_src)
+		{
+			for (int c = 0; c < r->ncols; c++)
+				for (int t = 0; t < PQntuples(res); t++)
+					if (strcmp(PQgetvalue(res, t, 0), r->cols[c]) == 0 &&
+						strcmp(PQgetvalue(res, t, 5), "t") == 0)
+						m->key[m->nkey++] = c;
+			m->has_pk = true;
+		}
+		else if (r->ident != 'f')
+		{
+			for (int c = 0; c < r->ncols; c++)
+				if (r->key[c])
+					m->key[m->nkey++] = c;
+		}
+		m->full = m->nkey == 0;
+	}
+	PQclear(res);
+	if (!ok)
+	{
+		amap_free(m);
+		return false;
+	}
+	if (!dbm_apply_unmap(a, r))
+	{
+		amap_free(m);
+		return false;
+	}
+	r->apply = m;
+	return true;
+}
+
+dbm_srcrel *
+dbm_apply_target_rel(dbm_apply *a, const char *nsp, const char *name)
+{
+	static const char *sql =
+		"SELECT a.attname, a.atttypid::int8, a.atttypmod,"
+		"       pg_catalog.format_type(a.atttypid, a.atttypmod),"
+		"       coalesce((SELECT true FROM pg_catalog.pg_index i"
+		"                 WHERE i.indrelid = a.attrelid AND i.indisprimary"
+		"                   AND a.attnum = ANY (i.indkey)), false),"
+		"       format('%I.%I', n.nspname, c.relname)"
+		" FROM pg_catalog.pg_class c"
+		" JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+		" JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid"
+		" WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')"
+		"   AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''"
+		" ORDER BY a.attnum";
+	const char *v[2] = {nsp, name};
+	PGresult *res;
+	dbm_srcrel *r;
+	bool anykey = false;
+
+	if (!cat_query(a, sql, 2, v, &res, "could not read the target catalog"))
+		return NULL;
+	if (PQntuples(res) == 0)
+	{
+		char *q1 = PQescapeIdentifier(a->cat, nsp, strlen(nsp));
+		char *q2 = PQescapeIdentifier(a->cat, name, strlen(name));
+		CTX_ERROR(a, "table %s.%s is missing on the target", q1, q2);
+		PQfreemem(q1);
+		PQfreemem(q2);
+		PQclear(res);
+		return NULL;
+	}
+	r = xcalloc(1, sizeof(*r));
+	r->nsp = xstrdup(nsp);
+	r->name = xstrdup(name);
+	r->qname = xstrdup(PQgetvalue(res, 0, 5));
+	r->ncols = PQntuples(res);
+	r->cols = xcalloc((size_t) r->ncols + 1, sizeof(char *));
+	r->key = xcalloc((size_t) r->ncols + 1, sizeof(bool));
+	r->types = xcalloc((size_t) r->ncols + 1, sizeof(uint32_t));
+	r->typmods = xcalloc((size_t) r->ncols + 1, sizeof(int32_t));
+	r->tnames = xcalloc((size_t) r->ncols + 1, sizeof(char *));
+	for (int i = 0; i < r->ncols; i++)
+	{
+		long t = 0, m = -1;
+		r->cols[i] = xstrdup(PQgetvalue(res, i, 0));
+		dbm_parse_long(PQgetvalue(res, i, 1), 0, 1L << 40, &t);
+		dbm_parse_long(PQgetvalue(res, i, 2), -1, 1L << 31, &m);
+		r->types[i] = (uint32_t) t;
+		r->typmods[i] = (int32_t) m;
+		r->tnames[i] = xstrdup(PQgetvalue(res, i, 3));
+		r->key[i] = strcmp(PQgetvalue(res, i, 4), "t") == 0;
+		anykey |= r->key[i];
+	}
+	r->ident = anykey ? 'd' : 'f';
+	PQclear(res);
+	return r;
+}
+
+bool
+dbm_apply_unmap(dbm_apply *a, dbm_srcrel *r)
+{
+	bool ok = true;
+
+	/* rows waiting for a multi-row insert go out before their mapping */
+	if (r->apply && a->ins_map == r->apply)
+		ok = flush_inserts(a);
+	amap_free(r->apply);
+	r->apply = NULL;
+	return ok;
+}
+
+/* ---- pipeline bookkeeping ---- */
+
+static item *
+push_item(dbm_apply *a, char kind, char op, const char *where, amap *m)
+{
+	if (a->nitems == a->cap_items)
+	{
+		a->cap_items = a->cap_items ? a->cap_items * 2 : 256;
+		a->items = xrealloc(a->items, sizeof(item) * (size_t) a->cap_items);
+	}
+	item *it = &a->items[a->nitems++];
+	it->kind = kind;
+	it->op = op;
+	it->map = m;
+	snprintf(it->where, sizeof(it->where), "%s", where ? where : "");
+	return it;
+}
+
+/* Read results until at most keep items are outstanding. */
+static bool
+drain(dbm_apply *a, int keep)
+{
+	bool ok = true;
+
+	if (a->nitems - a->first_item > keep && a->items[a->nitems - 1].kind != 's')
+	{
+		if (PQsendFlushRequest(a->conn) != 1 || PQflush(a->conn) != 0)
+		{
+			dbm_log_error("could not send to the target: %s", dbm_pg_error(a->conn));
+			return false;
+		}
+	}
+	while (a->nitems - a->first_item > keep)
+	{
+		item *it = &a->items[a->first_item++];
+		PGresult *res = PQgetResult(a->conn);
+		ExecStatusType st = PQresultStatus(res);
+
+		if (res == NULL)
+		{
+			dbm_log_error("lost the target connection: %s", dbm_pg_error(a->conn));
+			return false;
+		}
+		if (it->kind == 's')
+		{
+			if (st != PGRES_PIPELINE_SYNC)
+				ok = false;
+			PQclear(res);
+			continue;
+		}
+		if (st == PGRES_FATAL_ERROR || st == PGRES_PIPELINE_ABORTED)
+		{
+			/* the server skips everything up to the next sync, flush
+			 * requests included: stop reading, the caller gives up and
+			 * the open transaction rolls back */
+			if (st == PGRES_FATAL_ERROR)
+			{
+				const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+				dbm_log_error("%s: %s", it->where, msg ? msg : dbm_pg_error(a->conn));
+			}
+			PQclear(res);
+			return false;
+		}
+		else if (it->kind == 'q' && (it->op == 'U' || it->op == 'D') &&
+				 strcmp(PQcmdTuples(res), "0") == 0)
+		{
+			a->txn_missed++;
+			if (it->map && it->map->warned_missed++ == 0)
+				dbm_log_warn("%s: no row found on the target (further misses of"
+							 " this table counted, not logged)",
+							 it->where);
+		}
+		PQclear(res);
+		/* the NULL that ends this statement's results */
+		res = PQgetResult(a->conn);
+		if (res != NULL)
+		{
+			PQclear(res);
+			dbm_log_error("%s: unexpected extra result", it->where);
+			return false;
+		}
+	}
+	if (a->first_item == a->nitems)
+	{
+		a->first_item = a->nitems = 0;
+		a->inflight_bytes = 0;
+	}
+	return ok;
+}
+
+static bool
+send_prepared(dbm_apply *a, const char *name, int n, const char *const *vals,
+			  char op, const char *where, amap *m)
+{
+	if (PQsendQueryPrepared(a->conn, name, n, vals, NULL, NULL, 0) != 1)
+	{
+		dbm_log_error("%s: could not send to the target: %s", where,
+					  dbm_pg_error(a->conn));
+		return false;
+	}
+	push_item(a, 'q', op, where, m);
+	for (int i = 0; i < n; i++)
+		if (vals[i])
+			a->inflight_bytes += strlen(vals[i]);
+	if (a->nitems - a->first_item >= PIPE_CHUNK || a->inflight_bytes >= PIPE_BYTES)
+		return drain(a, 0);
+	return true;
+}
+
+static bool
+begin_txn(dbm_apply *a)
+{
+	if (a->in_txn)
+		return true;
+	if (PQpipelineStatus(a->conn) == PQ_PIPELINE_OFF && PQenterPipelineMode(a->conn) != 1)
+	{
+		dbm_log_error("could not enter pipeline mode: %s", dbm_pg_error(a->conn));
+		return false;
+	}
+	if (PQsendQueryParams(a->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) != 1)
+	{
+		dbm_log_error("could not send to the target: %s", dbm_pg_error(a->conn));
+		return false;
+	}
+	push_item(a, 'q', 'B', "BEGIN on the target", NULL);
+	a->in_txn = true;
+	a->txn_rows = 0;
+	a->txn_missed = 0;
+	return true;
+}
+
+/* Find or prepare the statement for (op, mask, nrows) of a mapping. */
+static const char *
+get_stmt(dbm_apply *a, amap *m, char op, const char *mask, int nrows)
+{
+	dbm_buf sql;
+	stmt *s;
+	int p = 1;
+
+	for (int i = 0; i < m->nstmts; i++)
+		if (m->stmts[i].op == op && m->stmts[i].nrows == nrows &&
+			strcmp(m->stmts[i].mask, mask) == 0)
+			return m->stmts[i].name;
+
+	dbm_buf_init(&sql);
+	if (op == 'I')
+	{
+		bool first = true;
+		dbm_buf_printf(&sql, "INSERT INTO %s (", m->target);
+		for (int c = 0; c < m->ncols; c++)
+			if (mask[c] == '1')
+			{
+				dbm_buf_printf(&sql, "%s%s", first ? "" : ", ", m->qcols[c]);
+				first = false;
+			}
+		/* the source's identity values, not new ones */
+		dbm_buf_puts(&sql, ") OVERRIDING SYSTEM VALUE VALUES ");
+		for (int r = 0; r < nrows; r++)
+		{
+			dbm_buf_puts(&sql, r ? ", (" : "(");
+			first = true;
+			for (int c = 0; c < m->ncols; c++)
+				if (mask[c] == '1')
+				{
+					dbm_buf_printf(&sql, "%s$%d", first ? "" : ", ", p++);
+					first = false;
+				}
+			dbm_buf_putc(&sql, ')');
+		}
+		if (a->o.converge && m->has_pk)
+		{
+			first = true;
+			dbm_buf_puts(&sql, " ON CONFLICT (");
+			for (int k = 0; k < m->nkey; k++)
+				dbm_buf_printf(&sql, "%s%s", k ? ", " : "", m->qcols[m->key[k]]);
+			dbm_buf_puts(&sql, ") DO UPDATE SET ");
+			for (int c = 0; c < m->ncols; c++)
+				if (mask[c] == '1')
+				{
+					dbm_buf_printf(&sql, "%s%s = EXCLUDED.%s", first ? "" : ", ",
+								   m->qcols[c], m->qcols[c]);
+					first = false;
+				}
+			if (first)
+				dbm_buf_printf(&sql, "%s = EXCLUDED.%s", m->qcols[m->key[0]],
+							   m->qcols[m->key[0]]);
+		}
+	}
+	else
+	{
+		bool first = true;
+		if (op == 'U')
+		{
+			dbm_buf_printf(&sql, "UPDATE %s SET ", m->target);
+			for (int c = 0; c < m->ncols; c++)
+				if (mask[c] == '1')
+				{
+					dbm_buf_printf(&sql, "%s%s = $%d", first ? "" : ", ",
+								   m->qcols[c], p++);
+					first = false;
+				}
+		}
+		else
+			dbm_buf_printf(&sql, "DELETE FROM %s", m->target);
+		if (m->full)
+		{
+			/* one row per change, even among identical duplicates; values
+			 * compare as text (the session's output settings are pinned),
+			 * which works for types without an equality operator too */
+			dbm_buf_printf(&sql, " WHERE ctid = (SELECT ctid FROM %s WHERE ",
+						   m->target);
+			for (int c = 0; c < m->ncols; c++)
+				dbm_buf_printf(&sql, "%s%s::text IS NOT DISTINCT FROM ($%d::%s)::text",
+							   c ? " AND " : "", m->qcols[c], p++, m->ttypes[c]);
+			dbm_buf_puts(&sql, " LIMIT 1)");
+		}
+		else
+		{
+			dbm_buf_puts(&sql, " WHERE ");
+			for (int k = 0; k < m->nkey; k++)
+				dbm_buf_printf(&sql, "%s%s = $%d", k ? " AND " : "",
+							   m->qcols[m->key[k]], p++);
+		}
+	}
+
+	m->stmts = xrealloc(m->stmts, sizeof(stmt) * (size_t) (m->nstmts + 1));
+	s = &m->stmts[m->nstmts++];
+	s->op = op;
+	s->mask = xstrdup(mask);
+	s->nrows = nrows;
+	snprintf(s->name, sizeof(s->name), "dbm_%d", ++a->nstmt_names);
+	if (PQsendPrepare(a->conn, s->name, sql.data, 0, NULL) != 1)
+	{
+		dbm_log_error("could not prepare a statement on the target: %s",
+					  dbm_pg_error(a->conn));
+		dbm_buf_free(&sql);
+		return NULL;
+	}
+	push_item(a, 'p', 'P', m->target, m);
+	dbm_buf_free(&sql);
+	return s->name;
+}
+
+/* Send the pending multi-row insert in chunks of INSERT_BATCH, 8, 1. */
+static bool
+flush_inserts(dbm_apply *a)
+{
+	amap *m = a->ins_map;
+	int per = 0, done = 0;
+	const char **vals;
+	bool ok = true;
+
+	if (m == NULL || a->ins_rows == 0)
+	{
+		a->ins_map = NULL;
+		a->ins_rows = 0;
+		return true;
+	}
+	for (int c = 0; c < m->ncols; c++)
+		per += a->ins_mask[c] == '1';
+	vals = xcalloc((size_t) per * INSERT_BATCH + 1, sizeof(char *));
+	while (ok && done < a->ins_rows)
+	{
+		int left = a->ins_rows - done;
+		int n = left >= INSERT_BATCH ? INSERT_BATCH : left >= 8 ? 8 : 1;
+		const char *name = get_stmt(a, m, 'I', a->ins_mask, n);
+		if (name == NULL)
+		{
+			ok = false;
+			break;
+		}
+		for (int i = 0; i < n * per; i++)
+		{
+			int off = a->ins_off[done * per + i];
+			vals[i] = off < 0 ? NULL : a->ins_vals.data + off;
+		}
+		ok = send_prepared(a, name, n * per, vals, 'I', a->ins_where, m);
+		done += n;
+	}
+	free(vals);
+	a->ins_map = NULL;
+	a->ins_rows = 0;
+	dbm_buf_reset(&a->ins_vals);
+	if (a->ins_keys.n > 0)
+	{
+		dbm_keymap_free(&a->ins_keys);
+		dbm_keymap_init(&a->ins_keys);
+	}
+	return ok;
+}
+
+static void
+add_value(dbm_apply *a, int idx, const dbm_val *v)
+{
+	if (idx >= a->ins_cap)
+	{
+		a->ins_cap = a->ins_cap ? a->ins_cap * 2 : 1024;
+		while (a->ins_cap <= idx)
+			a->ins_cap *= 2;
+		a->ins_off = xrealloc(a->ins_off, sizeof(int) * (size_t) a->ins_cap);
+	}
+	if (v->kind == DBM_VAL_NULL)
+		a->ins_off[idx] = -1;
+	else
+	{
+		a->ins_off[idx] = (int) a->ins_vals.len;
+		dbm_buf_append(&a->ins_vals, v->data, v->len);
+		dbm_buf_putc(&a->ins_vals, '\0');
+	}
+}
+
+/* An update that carries every column and keeps its key. */
+static bool
+upsertable(const amap *m, const dbm_change *c)
+{
+	for (int i = 0; i < m->ncols; i++)
+		if (c->newv[i].kind == DBM_VAL_UNCHANGED)
+			return false;
+	if (c->oldv == NULL)
+		return true;
+	for (int k = 0; k < m->nkey; k++)
+	{
+		const dbm_val *o = &c->oldv[m->key[k]], *n = &c->newv[m->key[k]];
+		if (o->kind == DBM_VAL_UNCHANGED)
+			continue;
+		if (o->kind != n->kind || o->len != n->len ||
+			(o->len && memcmp(o->data, n->data, o->len) != 0))
+			return false;
+	}
+	return true;
+}
+
+bool
+dbm_apply_change(dbm_apply *a, const dbm_change *c, const char *where)
+{
+	amap *m = c->rel->apply;
+	int n = c->rel->ncols;
+	char *mask;
+	bool ok = true;
+
+	if (m == NULL && !dbm_apply_map(a, c->rel))
+		return false;
+	m = c->rel->apply;
+	if (!begin_txn(a))
+		return false;
+	mask = xmalloc((size_t) n + 1);
+	mask[n] = '\0';
+
+	if (c->op == DBM_OP_INSERT)
+	{
+		int per = 0;
+		for (int i = 0; i < n; i++)
+		{
+			mask[i] = c->newv[i].kind == DBM_VAL_UNCHANGED ? '0' : '1';
+			per += mask[i] == '1';
+		}
+		/* an upsert cannot touch one row twice: a key already waiting in
+		 * the batch sends the batch first */
+		dbm_buf kt;
+		bool track = a->o.converge && m->has_pk, dup = false;
+		dbm_buf_init(&kt);
+		if (track)
+		{
+			for (int i = 0; i < m->nkey; i++)
+			{
+				const dbm_val *v = &c->newv[m->key[i]];
+				dbm_buf_putc(&kt, v->kind == DBM_VAL_NULL ? 'n' : 't');
+				dbm_buf_append(&kt, v->data ? v->data : "", v->len);
+				dbm_buf_putc(&kt, '\0');
+			}
+			dup = a->ins_map == m && dbm_keymap_get(&a->ins_keys, kt.data, kt.len) != NULL;
+		}
+		if (dup || a->ins_map != m || strcmp(a->ins_mask ? a->ins_mask : "", mask) != 0 ||
+			a->ins_rows >= INSERT_BATCH * 16)
+		{
+			ok = flush_inserts(a);
+			free(a->ins_mask);
+			a->ins_mask = xstrdup(mask);
+			a->ins_map = m;
+			snprintf(a->ins_where, sizeof(a->ins_where), "%s", where);
+		}
+		if (track)
+		{
+			dbm_h128 zero = {0, 0};
+			dbm_keymap_add(&a->ins_keys, kt.data, kt.len, 0, zero);
+		}
+		dbm_buf_free(&kt);
+		for (int i = 0, k = 0; i < n; i++)
+			if (mask[i] == '1')
+				add_value(a, a->ins_rows * per + k++, &c->newv[i]);
+		a->ins_rows++;
+		a->txn_rows++;
+		free(mask);
+		return ok;
+	}
+
+	if (c->op == DBM_OP_UPDATE && a->o.converge && m->has_pk && upsertable(m, c))
+	{
+		/* replays converge: an update carrying the whole row becomes an
+		 * upsert, so it lands whether or not the row is there yet */
+		dbm_change ins = *c;
+		free(mask);
+		ins.op = DBM_OP_INSERT;
+		ins.oldv = NULL;
+		return dbm_apply_change(a, &ins, where);
+	}
+	if (!flush_inserts(a))
+	{
+		free(mask);
+		return false;
+	}
+	{
+		const dbm_val *keysrc = c->oldv ? c->oldv : c->newv;
+		const char **vals = xcalloc((size_t) n * 2 + 1, sizeof(char *));
+		dbm_buf tmp;
+		int *offs = xcalloc((size_t) n * 2 + 1, sizeof(int));
+		int np = 0;
+		const char *name;
+
+		dbm_buf_init(&tmp);
+		/* GENERATED ALWAYS identity columns can only be set to DEFAULT by
+		 * an UPDATE: they keep their value (they are the key anyway) */
+		for (int i = 0; i < n; i++)
+			mask[i] = (c->op == DBM_OP_UPDATE && c->newv[i].kind != DBM_VAL_UNCHANGED &&
+					   !m->always[i])
+						  ? '1' : '0';
+		if (c->op == DBM_OP_UPDATE && strchr(mask, '1') == NULL)
+			goto out_free; /* nothing to write */
+		/* values: SET columns, then the match columns */
+#define PUSHV(v)                                                               \
+	do                                                                         \
+	{                                                                          \
+		if ((v)->kind == DBM_VAL_TEXT)                                         \
+		{                                                                      \
+			offs[np++] = (int) tmp.len;                                        \
+			dbm_buf_append(&tmp, (v)->data, (v)->len);                         \
+			dbm_buf_putc(&tmp, '\0');                                          \
+		}                                                                      \
+		else                                                                   \
+			offs[np++] = -1;                                                   \
+	} while (0)
+		if (c->op == DBM_OP_UPDATE)
+			for (int i = 0; i < n; i++)
+				if (mask[i] == '1')
+					PUSHV(&c->newv[i]);
+		if (m->full)
+		{
+			if (c->oldv == NULL)
+			{
+				dbm_log_error("%s: table %s has no key and the change carries no old row"
+							  " (set REPLICA IDENTITY FULL on the source)",
+							  where, m->target);
+				ok = false;
+				goto out_free;
+			}
+			for (int i = 0; i < n; i++)
+			{
+				if (c->oldv[i].kind == DBM_VAL_UNCHANGED)
+				{
+					dbm_log_error("%s: table %s: old row without column \"%s\"",
+								  where, m->target, c->rel->cols[i]);
+					ok = false;
+					goto out_free;
+				}
+				PUSHV(&c->oldv[i]);
+			}
+		}
+		else
+			for (int k = 0; k < m->nkey; k++)
+			{
+				const dbm_val *v = &keysrc[m->key[k]];
+				if (v->kind == DBM_VAL_UNCHANGED)
+					v = &c->newv[m->key[k]];
+				PUSHV(v);
+			}
+#undef PUSHV
+		for (int i = 0; i < np; i++)
+			vals[i] = offs[i] < 0 ? NULL : tmp.data + offs[i];
+		name = get_stmt(a, m, (char) c->op, mask, 1);
+		ok = name && send_prepared(a, name, np, vals, (char) c->op, where, m);
+		if (ok)
+			a->txn_rows++;
+	out_free:
+		dbm_buf_free(&tmp);
+		free(offs);
+		free(vals);
+	}
+	free(mask);
+	return ok;
+}
+
+bool
+dbm_apply_truncate(dbm_apply *a, dbm_srcrel **rels, int n, bool cascade,
+				   bool restart, const char *where)
+{
+	dbm_buf sql;
+	bool ok;
+
+	if (!flush_inserts(a) || !begin_txn(a))
+		return false;
+	dbm_buf_init(&sql);
+	dbm_buf_puts(&sql, "TRUNCATE ");
+	for (int i = 0; i < n; i++)
+	{
+		if (rels[i]->apply == NULL && !dbm_apply_map(a, rels[i]))
+		{
+			dbm_buf_free(&sql);
+			return false;
+		}
+		dbm_buf_printf(&sql, "%s%s", i ? ", " : "",
+					   ((amap *) rels[i]->apply)->target);
+	}
+	if (restart)
+		dbm_buf_puts(&sql, " RESTART IDENTITY");
+	if (cascade)
+		dbm_buf_puts(&sql, " CASCADE");
+	ok = PQsendQueryParams(a->conn, sql.data, 0, NULL, NULL, NULL, NULL, 0) == 1;
+	if (!ok)
+		dbm_log_error("%s: could not send to the target: %s", where,
+					  dbm_pg_error(a->conn));
+	else
+		push_item(a, 'q', 'T', where, NULL);
+	dbm_buf_free(&sql);
+	return ok;
+}
+
+bool
+dbm_apply_commit(dbm_apply *a, const char *lsn, const char *offsets)
+{
+	char *sql;
+	const char *v[3] = {a->o.stream, lsn, offsets};
+	bool ok;
+
+	if (!flush_inserts(a) || !begin_txn(a))
+		return false;
+	sql = xasprintf("INSERT INTO %s.apply_position AS p (stream, lsn, offsets, updated_at)"
+					" VALUES ($1, $2::pg_lsn, $3::jsonb, now())"
+					" ON CONFLICT (stream) DO UPDATE SET"
+					" lsn = coalesce(EXCLUDED.lsn, p.lsn),"
+					" offsets = coalesce(p.offsets, '{}'::jsonb) || coalesce(EXCLUDED.offsets, '{}'::jsonb),"
+					" updated_at = now()",
+					a->qschema);
+	ok = PQsendQueryParams(a->conn, sql, 3, NULL, v, NULL, NULL, 0) == 1;
+	free(sql);
+	if (ok)
+	{
+		push_item(a, 'q', 'W', "writing the apply position", NULL);
+		ok = PQsendQueryParams(a->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) == 1;
+	}
+	if (ok)
+	{
+		push_item(a, 'q', 'C', "COMMIT on the target", NULL);
+		ok = PQpipelineSync(a->conn) == 1;
+	}
+	if (!ok)
+	{
+		dbm_log_error("could not send to the target: %s", dbm_pg_error(a->conn));
+		return false;
+	}
+	push_item(a, 's', 'S', "sync", NULL);
+	if (!drain(a, 0))
+		return false;
+	a->in_txn = false;
+	a->st.rows += a->txn_rows;
+	a->st.missed += a->txn_missed;
+	a->st.transactions++;
+	a->txn_rows = 0;
+	return true;
+}
+
+bool
+dbm_apply_in_txn(dbm_apply *a)
+{
+	return a->in_txn;
+}
+
+uint64_t
+dbm_apply_pending_rows(dbm_apply *a)
+{
+	return a->txn_rows;
+}
+
+void
+dbm_apply_get_stats(dbm_apply *a, dbm_apply_stats *s)
+{
+	*s = a->st;
+}
+
+void
+dbm_apply_close(dbm_apply *a)
+{
+	if (a == NULL)
+		return;
+	/* the origin is only a tag (positions live in apply_position): drop it
+	 * so origins do not pile up and use the server's state slots */
+	if (a->origin && a->conn && !a->in_txn &&
+		(PQpipelineStatus(a->conn) == PQ_PIPELINE_OFF || PQexitPipelineMode(a->conn) == 1))
+	{
+		const char *v[1] = {a->origin};
+		PQclear(PQexec(a->conn, "SELECT pg_catalog.pg_replication_origin_session_reset()"));
+		PQclear(PQexecParams(a->conn, "SELECT pg_catalog.pg_replication_origin_drop($1)", 1, NULL,
+							 v, NULL, NULL, 0));
+	}
+	free(a->origin);
 	PQfinish(a->conn);
 	PQfinish(a->cat);
 	if (a->qschema)

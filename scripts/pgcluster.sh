@@ -137,8 +137,8 @@ ensure_template()
 		# dbm test cluster settings
 		listen_addresses = '127.0.0.1'
 		wal_level = logical
-		max_replication_slots = 20
-		max_wal_senders = 20
+		max_replication_slots = 64
+		max_wal_senders = 64
 		max_connections = 100
 		fsync = off
 		synchronous_commit = off
