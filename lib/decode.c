@@ -415,6 +415,12 @@ conv(json_t *v, json_t *field, const char *tname, const dbm_decode_opts *o,
 
 	if (json_is_array(v))
 		return conv_array(v, field, tname, o, out, err, errlen, col);
+	if (json_is_boolean(v) && tname && (is_type(tname, "bit") || is_type(tname, "varbit")))
+	{
+		/* bit(1) travels as a boolean */
+		dbm_buf_putc(out, json_is_true(v) ? '1' : '0');
+		return true;
+	}
 
 	if (sem)
 	{
@@ -692,10 +698,17 @@ bad:
 	return false;
 }
 
+/* The placeholder as Debezium writes it in a bytes column: base64 of its
+ * bytes (binary.handling.mode bytes or base64), or hex of them. */
+#define UNAVAILABLE_B64 "X19kZWJleml1bV91bmF2YWlsYWJsZV92YWx1ZQ=="
+#define UNAVAILABLE_HEX "5f5f646562657a69756d5f756e617661696c61626c655f76616c7565"
+
 static bool
 unavailable(json_t *v)
 {
-	if (json_is_string(v) && strcmp(json_string_value(v), UNAVAILABLE) == 0)
+	if (json_is_string(v) && (strcmp(json_string_value(v), UNAVAILABLE) == 0 ||
+							  strcmp(json_string_value(v), UNAVAILABLE_B64) == 0 ||
+							  strcmp(json_string_value(v), UNAVAILABLE_HEX) == 0))
 		return true;
 	return json_is_array(v) && json_array_size(v) == 1 &&
 		   json_is_string(json_array_get(v, 0)) &&
