@@ -321,9 +321,12 @@ pump_builders()
 	while [[ ${#QUEUE[@]} -gt 0 && ${#BUILDER[@]} -lt $jobs && -z "$BUILD_FAILED" ]]; do
 		t=${QUEUE[0]}
 		QUEUE=("${QUEUE[@]:1}")
-		PGOPTIONS=$PGOPTIONS_BUILD pg_restore --exit-on-error -d "$DBM_TARGET" \
-			-L "${TOC_OF[$t]}" "$WORK/post-data.dump" 2>"$WORK/build.tmp.err" &
-		mv "$WORK/build.tmp.err" "$WORK/build.$!.err"
+		# the builder names its own error file by its pid ($! in here)
+		(
+			exec 2>"$WORK/build.$BASHPID.err"
+			PGOPTIONS=$PGOPTIONS_BUILD exec pg_restore --exit-on-error -d "$DBM_TARGET" \
+				-L "${TOC_OF[$t]}" "$WORK/post-data.dump"
+		) &
 		BUILDER[$!]=$t
 	done
 }
