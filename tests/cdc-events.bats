@@ -263,8 +263,8 @@ kafka_lines()
 # tombstone.
 produce() { kcat -P -b "$BROKERS" -t "$1" -K $'\001' -Z -l "$2"; }
 
-# kafka_apply [OPTION]...: a consumer in the background, stdout and stderr
-# in $OUT/NAME.out and .err where NAME is the first argument.
+# kafka_bg NAME [OPTION]...: a consumer of this test's group in the
+# background; its pid in $NAME_pid, stdout and stderr in $OUT/NAME.out, .err.
 kafka_bg()
 {
 	local name=$1
@@ -277,6 +277,7 @@ kafka_bg()
 
 count_is() { [[ "$(pd_ -c "SELECT count(*) FROM $1")" == "$2" ]]; }
 count_ge() { (($(pd_ -c "SELECT count(*) FROM $1") >= $2)); }
+# c2 has applied something (its progress lines say so)
 c2_applied() { jq -e -s 'any(.applied > 0)' "$OUT/c2.out" >/dev/null 2>&1; }
 
 # matrix SRCDB APPLY_OPTIONS -- GEN_OPTIONS: events of public.types from
@@ -285,7 +286,7 @@ c2_applied() { jq -e -s 'any(.applied > 0)' "$OUT/c2.out" >/dev/null 2>&1; }
 # that differ are shown.
 matrix()
 {
-	local sdb=$1 s aopts=() c
+	local sdb=$1 aopts=() c
 	shift
 	while [[ $1 != -- ]]; do
 		aopts+=("$1")
@@ -293,7 +294,7 @@ matrix()
 	done
 	shift
 	S=${SRC/dbname=postgres/dbname=$sdb}
-	pg_dump --section=pre-data "$S" | pd_ >/dev/null
+	pg_dump --schema-only "$S" | pd_ >/dev/null
 	sh "$GEN" "$@" "$S" public.types >"$OUT/events.jsonl"
 	assert_equal "$(wc -l <"$OUT/events.jsonl")" 4
 	apply "${aopts[@]}" "$OUT/events.jsonl"
@@ -333,9 +334,9 @@ Try "dbm-cdc-apply --help" for more information.'
 }
 
 @test "two sources at once (--slot with FILE, --kafka with FILE, --slot with --kafka) exit 2" {
-	for args in "--slot s --source $SRC $FX/dms/kafka-target-docs-example.json" \
-		"--kafka $BROKERS --topic k_fix $FX/dms/kafka-target-docs-example.json" \
-		"--slot s --source $SRC --kafka $BROKERS --topic k_fix"; do
+	local f=$FX/dms/kafka-target-docs-example.json
+	for args in "--slot s --source src $f" "--kafka $BROKERS --topic k_fix $f" \
+		"--slot s --source src --kafka $BROKERS --topic k_fix"; do
 		run --separate-stderr dbm-cdc-apply --target "$D" $args
 		assert_equal "$status" 2
 		assert_equal "$output" ""
@@ -567,12 +568,22 @@ Try "dbm-cdc-apply --help" for more information.'
 	assert_equal "$(pd_ -c 'SELECT * FROM sbtest.sbtest_x ORDER BY id')" "2|c2|d|us
 4|g|h|sa
 30|e2|f|ap"
-	# and replayed (the default attribute name) it converges
-	apply "$OUT/dms.jsonl"
-	assert_equal "$status" 0
-	assert_equal "$(pd_ -c 'SELECT * FROM sbtest.sbtest_x ORDER BY id')" "2|c2|d|us
-4|g|h|sa
+}
+
+@test "a replayed AWS DMS stream with a key-changing update (before-image) converges" {
+	pd_ -c 'CREATE SCHEMA sbtest' -c 'CREATE TABLE sbtest.sbtest_x (id bigint PRIMARY KEY, fname text, lname text, "REGION" text)'
+	{
+		dms insert '{"id":3,"fname":"e","lname":"f","REGION":"ap"}'
+		dms update '{"id":30,"fname":"e2","lname":"f","REGION":"ap"}' '{"id":3,"fname":"e","lname":"f","REGION":"ap"}'
+		dms insert '{"id":5,"fname":"i","lname":"j","REGION":"eu"}'
+	} >"$OUT/dms.jsonl"
+	for i in 1 2; do
+		run --separate-stderr dbm-cdc-apply --target "$D" - <"$OUT/dms.jsonl"
+		echo "run $i: exit $status $stderr" >&2
+		assert_success
+		assert_equal "$(pd_ -c 'SELECT * FROM sbtest.sbtest_x ORDER BY id')" "5|i|j|eu
 30|e2|f|ap"
+	done
 }
 
 @test "an AWS DMS control record of metadata only (drop-table) is logged and skipped" {
@@ -632,7 +643,7 @@ Try "dbm-cdc-apply --help" for more information.'
 
 @test "Decimal and VariableScaleDecimal of any size, two's complement edges, with and without schemas" {
 	S=${SRC/dbname=postgres/dbname=m_us}
-	pg_dump --section=pre-data "$S" | pd_ >/dev/null
+	pg_dump --schema-only "$S" | pd_ >/dev/null
 	for schema in --schema --no-schema; do
 		pd_ -c "TRUNCATE bignum"
 		sh "$GEN" $schema "$S" public.bignum >"$OUT/big.jsonl"
@@ -677,9 +688,10 @@ Try "dbm-cdc-apply --help" for more information.'
 
 @test "--print of the type matrix with schemas piped to dbm-cdc-apply - reproduces the source table" {
 	S=${SRC/dbname=postgres/dbname=m_us}
-	pg_dump --section=pre-data "$S" | pd_ >/dev/null
+	pg_dump --schema-only "$S" | pd_ >/dev/null
 	sh "$GEN" "$S" public.types >"$OUT/events.jsonl"
-	dbm-cdc-apply --print "$OUT/events.jsonl" >"$OUT/changes.jsonl"
+	# with the target named: a schema's boolean may be a bit(1) column
+	dbm-cdc-apply --print --target "$D" "$OUT/events.jsonl" >"$OUT/changes.jsonl"
 	apply - <"$OUT/changes.jsonl"
 	applied_ok
 	run --separate-stderr dbm-diff --source "$S" --target "$D" --table public.types
@@ -687,9 +699,18 @@ Try "dbm-cdc-apply --help" for more information.'
 	assert_success
 }
 
+@test "dbm change lines carry PostgreSQL text: bytea, numeric, date and point values apply as they are" {
+	pd_ -c "CREATE TABLE t (id int PRIMARY KEY, b bytea, n numeric(6,2), d date, p point)"
+	printf '%s\n' '{"type":"change","op":"insert","table":"public.t","key":{"id":"1"},"new":{"id":"1","b":"\\x00ff","n":"1234.50","d":"2021-03-04","p":"(1,2)"}}' \
+		'{"type":"commit"}' >"$OUT/dbm.jsonl"
+	apply "$OUT/dbm.jsonl"
+	applied_ok
+	assert_equal "$(pd_ -c "SELECT * FROM t")" '1|\x00ff|1234.50|2021-03-04|(1,2)'
+}
+
 @test "--print --target of schema-less events converts by the target's column types, and the pipe reproduces the source" {
 	S=${SRC/dbname=postgres/dbname=m_us}
-	pg_dump --section=pre-data "$S" | pd_ >/dev/null
+	pg_dump --schema-only "$S" | pd_ >/dev/null
 	sh "$GEN" --no-schema "$S" public.bignum >"$OUT/events.jsonl"
 	dbm-cdc-apply --print --target "$D" "$OUT/events.jsonl" >"$OUT/changes.jsonl"
 	apply - <"$OUT/changes.jsonl"
@@ -702,12 +723,15 @@ Try "dbm-cdc-apply --help" for more information.'
 
 @test "a malformed JSON line exits 2 with one error naming file:line; nothing of its batch committed; no dead-letter file" {
 	pd_ -c "CREATE TABLE t (id int PRIMARY KEY, v text)"
-	{ dbz c null '{"id":1,"v":"a"}'; dbz c null '{"id":2,"v":"b"}'; echo '{"before":null,'; dbz c null '{"id":3,"v":"c"}'; } >"$OUT/bad.jsonl"
-	apply --batch-ms 60000 "$OUT/bad.jsonl"
-	failed_at "$OUT/bad.jsonl:3: malformed JSON"
+	mkdir "$OUT/in"
+	{ dbz c null '{"id":1,"v":"a"}'; dbz c null '{"id":2,"v":"b"}'; echo '{"before":null,'; dbz c null '{"id":3,"v":"c"}'; } >"$OUT/in/bad.jsonl"
+	cd "$OUT/in"
+	apply --batch-ms 60000 "$OUT/in/bad.jsonl"
+	failed_at "$OUT/in/bad.jsonl:3: malformed JSON"
 	assert_equal "$(pd_ -c "SELECT count(*) FROM t")" 0
-	assert_equal "$(offsets "file:$OUT/bad.jsonl")" ""
-	assert_equal "$(ls "$OUT" | tr "\n" " ")" "apply bad.jsonl "
+	assert_equal "$(offsets "file:$OUT/in/bad.jsonl")" ""
+	# no dead-letter file, neither here nor next to the input
+	assert_equal "$(ls "$OUT/in")" "bad.jsonl"
 }
 
 @test "an unknown table exits 2 naming it and file:line; nothing of its batch committed" {
@@ -866,16 +890,21 @@ Try "dbm-cdc-apply --help" for more information.'
 
 @test "Kafka: two processes in one group (default options) share the partitions" {
 	logged_table
-	kafka_lines 1 2000 >"$OUT/msgs"
-	produce k_pair "$OUT/msgs"
+	kafka_lines 1 4000 >"$OUT/msgs"
+	split -l 400 -d "$OUT/msgs" "$OUT/chunk."
+	# produced over some seconds, so both are in the group before the end
+	(for f in "$OUT"/chunk.*; do produce k_pair "$f"; sleep 0.4; done) 3>&- &
+	PIDS+=($!)
 	kafka_bg c1 --topic k_pair
 	kafka_bg c2 --topic k_pair
-	dbm_wait_until 30 count_is t 2000
-	kill -TERM "$c1_pid" "$c2_pid"
-	wait "$c1_pid"
-	wait "$c2_pid"
+	dbm_wait_until 40 count_is t 4000
+	kill -TERM "$c1_pid" "$c2_pid" || true
+	rc1=0 rc2=0
+	wait "$c1_pid" || rc1=$?
+	wait "$c2_pid" || rc2=$?
 	cat "$OUT"/c?.err >&2
-	exactly_once 2000
+	assert_equal "$rc1 $rc2" "0 0"
+	exactly_once 4000
 	# each took a share
 	jq -e -s '.[-1].applied > 0' "$OUT/c1.out" >/dev/null
 	jq -e -s '.[-1].applied > 0' "$OUT/c2.out" >/dev/null
@@ -886,7 +915,7 @@ Try "dbm-cdc-apply --help" for more information.'
 	logged_table
 	kafka_lines 1 8000 >"$OUT/msgs"
 	split -l 400 -d "$OUT/msgs" "$OUT/chunk."
-	(for f in "$OUT"/chunk.*; do produce k_reb "$f"; sleep 0.25; done) 3>&- &
+	(for f in "$OUT"/chunk.*; do produce k_reb "$f"; sleep 0.5; done) 3>&- &
 	PIDS+=($!)
 	producer=$!
 	# distinct origins: see the test above for the default
