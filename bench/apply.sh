@@ -29,12 +29,15 @@
 # Medians of BENCH_RUNS (5) runs for tpcb and inserts, BENCH_BIG_RUNS (1) for
 # big, after one small warm-up run of tpcb and inserts.  CPU of the client,
 # of each cluster and of the rest of the machine is recorded per drain; one
-# extra tpcb drain runs dbm-cdc-apply under perf.  Results replace the
+# extra tpcb backlog is drained by both under perf.  Results replace the
 # "apply" section of bench/RESULTS.md.
 #
 # Environment: BENCH_SCALE (10), BENCH_TXNS (40000), BENCH_BIG_ROWS
 # (1000000), BENCH_RUNS (5), BENCH_BIG_RUNS (1), BENCH_RESULTS
-# (bench/RESULTS.md), BENCH_KEEP=1 keeps the work directory.
+# (bench/RESULTS.md), BENCH_KEEP=1 keeps the work directory,
+# BENCH_APPLY_ARGS (more dbm-cdc-apply options, e.g. --batch-rows 1000),
+# BENCH_PROFILE=0 skips the profiles, BENCH_SHAPES (tpcb inserts big) the
+# backlogs to run.
 set -euo pipefail
 
 PROG=bench-apply
@@ -214,7 +217,8 @@ drain_dbm()
 	poller=$!
 	t0=$EPOCHREALTIME
 	/usr/bin/time -f '%M %e %U %S' -o "$WORK/rss" "$APPLY" --source "$SRC" \
-		--target "$DST1" --slot "$1" --publication bench --stop-at-lsn "$END" || rc=$?
+		--target "$DST1" --slot "$1" --publication bench --stop-at-lsn "$END" \
+		${BENCH_APPLY_ARGS:-} || rc=$?
 	echo "$EPOCHREALTIME" >"$WORK/exited"
 	if [[ $rc -ne 0 ]]; then
 		kill "$poller" 2>/dev/null || true
@@ -322,14 +326,16 @@ bench_clusters_ready source target1 target2
 times_header "$WORK/times.tsv"
 
 say "warm-up (not counted)"
-one_run tpcb $((TXNS / 10)) 0
-one_run inserts $((INS_TXNS / 10)) 0 native-first
+SHAPES=" ${BENCH_SHAPES:-tpcb inserts big} "
+[[ $SHAPES == *" tpcb "* ]] && one_run tpcb $((TXNS / 10)) 0
+[[ $SHAPES == *" inserts "* ]] && one_run inserts $((INS_TXNS / 10)) 0 native-first
 for ((r = 1; r <= RUNS; r++)); do
 	order=dbm-first
 	((r % 2 == 0)) && order=native-first
-	one_run tpcb "$TXNS" "$r" "$order"
-	one_run inserts "$INS_TXNS" "$r" "$order"
+	[[ $SHAPES == *" tpcb "* ]] && one_run tpcb "$TXNS" "$r" "$order"
+	[[ $SHAPES == *" inserts "* ]] && one_run inserts "$INS_TXNS" "$r" "$order"
 done
+[[ $SHAPES == *" big "* ]] || BIG_RUNS=0
 for ((r = 1; r <= BIG_RUNS; r++)); do
 	order=dbm-first
 	((r % 2 == 0)) && order=native-first
@@ -337,24 +343,83 @@ for ((r = 1; r <= BIG_RUNS; r++)); do
 done
 
 # ---------------------------------------------------------------- profile
+# One more tpcb backlog (a quarter of the size), drained by both under perf:
+# dbm-cdc-apply itself, the target backend it drives, and the native apply
+# worker; not counted.
 PERF=
 if command -v perf >/dev/null && perf stat -e task-clock true >/dev/null 2>&1; then
 	PERF=1
 fi
-if [[ -n "$PERF" ]]; then
-	say "profiling dbm-cdc-apply on a tpcb backlog (perf, not counted)"
+
+# perf_top FILE OUT: the hottest symbols of a perf.data file
+perf_top()
+{
+	perf report -i "$1" --stdio --no-children --sort dso,sym --percent-limit 1.5 2>/dev/null |
+		grep -E '^ *[0-9.]+%' | sed 's/^ *//' | head -n 16 >"$2" || true
+}
+
+# backend_pids CONNINFO QUERY: wait (5 s at most) until QUERY returns pids
+backend_pids()
+{
+	local i pids
+	for ((i = 0; i < 250; i++)); do
+		pids=$(qv "$1" "$2" | paste -sd,)
+		[[ -n "$pids" ]] && { echo "$pids"; return 0; }
+		sleep 0.02
+	done
+	return 1
+}
+
+profile()
+{
+	local apid pids perf1 perf2
 	q "$SRC" -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots" \
-		-c "SELECT pg_create_logical_replication_slot('perf', 'pgoutput')" >/dev/null
-	backlog tpcb "$TXNS"
-	if perf record -F 999 -o "$WORK/perf.data" -- "$APPLY" --source "$SRC" --target "$DST1" \
-		--slot perf --publication bench --stop-at-lsn "$END" >"$WORK/perf.out" 2>"$WORK/perf.err"; then
-		perf report -i "$WORK/perf.data" --stdio --no-children --sort dso,sym \
-			--percent-limit 2 2>/dev/null | grep -E '^ *[0-9.]+%' | sed 's/^ *//' |
-			head -n 14 >"$WORK/perf.txt" || true
-		verify "$DST1" "dbm-cdc-apply under perf"
-	else
-		PERF=
-	fi
+		-c "SELECT pg_create_logical_replication_slot('perf_a', 'pgoutput')" \
+		-c "SELECT pg_copy_logical_replication_slot('perf_a', 'perf_b')" >/dev/null
+	q "$DST2" -c "CREATE SUBSCRIPTION sub_perf CONNECTION '$SRC' PUBLICATION bench
+		WITH (create_slot = false, slot_name = 'perf_b', copy_data = false, enabled = false)"
+	backlog tpcb $((TXNS / 4))
+
+	perf record -F 999 -o "$WORK/perf.client.data" -- "$APPLY" --source "$SRC" \
+		--target "$DST1" --slot perf_a --publication bench --stop-at-lsn "$END" ${BENCH_APPLY_ARGS:-} \
+		>"$WORK/perf.out" 2>"$WORK/perf.err" &
+	apid=$!
+	# its sessions are the only other client backends there (they are
+	# named after PGAPPNAME, which wins over dbm's fallback name)
+	pids=$(backend_pids "$DST1" "SELECT pid FROM pg_stat_activity
+		WHERE backend_type = 'client backend' AND datname = 'bench'
+		AND pid <> pg_backend_pid()") ||
+		{ say "no dbm-cdc-apply session on target 1"; return 1; }
+	perf record -F 999 -o "$WORK/perf.target.data" -p "$pids" >/dev/null 2>&1 &
+	perf1=$!
+	wait "$apid" || { say "dbm-cdc-apply under perf failed: $(tail -n 3 "$WORK/perf.err")"; return 1; }
+	wait "$perf1" || true
+
+	q "$DST2" -c "ALTER SUBSCRIPTION sub_perf ENABLE"
+	pids=$(backend_pids "$DST2" "SELECT pid FROM pg_stat_subscription
+		WHERE subname = 'sub_perf' AND pid IS NOT NULL") ||
+		{ say "no apply worker on target 2"; return 1; }
+	perf record -F 999 -o "$WORK/perf.native.data" -p "$pids" >/dev/null 2>&1 &
+	perf2=$!
+	poll_marker "$DST2" "$MARK" "$WORK/seen"
+	q "$DST2" -c "ALTER SUBSCRIPTION sub_perf DISABLE"
+	wait "$perf2" || true
+	q "$DST2" -c "ALTER SUBSCRIPTION sub_perf SET (slot_name = NONE)" -c "DROP SUBSCRIPTION sub_perf"
+	verify "$DST1" "dbm-cdc-apply under perf"
+	verify "$DST2" "native apply under perf"
+	perf_top "$WORK/perf.client.data" "$WORK/perf.client.txt"
+	perf_top "$WORK/perf.target.data" "$WORK/perf.target.txt"
+	perf_top "$WORK/perf.native.data" "$WORK/perf.native.txt"
+	for f in client target native; do
+		perf report -i "$WORK/perf.$f.data" --stdio --sort comm 2>/dev/null |
+			sed -n 's/^# Samples: \([0-9KM]*\).*/\1/p' | head -n 1 >"$WORK/perf.$f.samples"
+	done
+}
+[[ "${BENCH_PROFILE:-1}" == 0 ]] && PERF=
+if [[ -n "$PERF" ]]; then
+	say "profiling both consumers on a tpcb backlog (perf, not counted)"
+	quiet_wait
+	profile || { PERF=; say "profiling failed; no profile in the results"; }
 fi
 
 # ---------------------------------------------------------------- results
@@ -420,22 +485,38 @@ for s in tpcb inserts big; do
 	n_seen=$(dmed "$s" native 4)
 	V[$s:ratio]=$(ratio "$d_exit" "$n_seen")
 	V[$s:seen_ratio]=$(ratio "$(dmed "$s" dbm 4)" "$n_seen")
-	V[$s]=$(awk -v a="$d_exit" -v b="$n_seen" 'BEGIN { print (a <= b) ? "met" : "**MISSED**" }')
+	V[$s]=$(awk -v a="$d_exit" -v b="$n_seen" 'BEGIN { print (a <= b) ? "met" : "MISSED" }')
 done
 RSS_MAX=$(awk -F'\t' '$3 == "dbm" { print $6 }' "$WORK/drains.tsv" | sort -g | tail -n 1)
 RSS_BIG=$(dmax big 6)
-V_RSS=$(awk -v k="$RSS_MAX" 'BEGIN { print (k < 200 * 1024) ? "met" : "**MISSED**" }')
+V_RSS=$(awk -v k="$RSS_MAX" 'BEGIN { print (k < 200 * 1024) ? "met" : "MISSED" }')
 CH_TPCB=$(dmed tpcb dbm 7)
 CH_INS=$(dmed inserts dbm 7)
 CH_BIG=$(dmed big dbm 7)
 
-PROFILE_TEXT="perf was not available: no profile of dbm-cdc-apply."
-if [[ -n "$PERF" && -s "$WORK/perf.txt" ]]; then
-	PROFILE_TEXT="Inside dbm-cdc-apply draining a tpcb backlog (\`perf record\` of one extra
-drain, self time by object and symbol; \`[k]\` is the kernel):
+PROFILE_TEXT="perf was not available: no profiles."
+if [[ -n "$PERF" ]]; then
+	PROFILE_TEXT="Profiles of one more tpcb backlog ($((TXNS / 4)) transactions), drained by both
+(\`perf record -F 999\`, self time by object and symbol, \`[k]\` the kernel;
+postgres symbols are its exported ones, so a static function shows under
+its nearest exported neighbour):
+
+dbm-cdc-apply itself ($(cat "$WORK/perf.client.samples") samples):
 
 \`\`\`
-$(cat "$WORK/perf.txt")
+$(cat "$WORK/perf.client.txt")
+\`\`\`
+
+the target backend dbm-cdc-apply drives ($(cat "$WORK/perf.target.samples") samples):
+
+\`\`\`
+$(cat "$WORK/perf.target.txt")
+\`\`\`
+
+the native apply worker ($(cat "$WORK/perf.native.samples") samples):
+
+\`\`\`
+$(cat "$WORK/perf.native.txt")
 \`\`\`"
 fi
 
@@ -472,8 +553,8 @@ written on the source, followed by one marker row:
 Then each consumer drains it alone, one after the other (which one goes
 first alternates between runs): \`dbm-cdc-apply --slot A --publication bench
 --stop-at-lsn END\` into target 1 (END: \`pg_current_wal_insert_lsn()\` after the
-marker's commit; default batching, 10000 rows or 200 ms per target
-transaction), and \`ALTER SUBSCRIPTION ... ENABLE\` on target 2. Both are timed
+marker's commit; ${BENCH_APPLY_ARGS:-default batching, 10000 rows or 200 ms per target
+transaction}), and \`ALTER SUBSCRIPTION ... ENABLE\` on target 2. Both are timed
 from their start until the marker row is visible on their target (one
 session per target, polling every 50 ms: up to 50 ms late, for both); dbm
 also until its process has exited. After every run dbm-diff found both

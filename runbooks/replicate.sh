@@ -25,6 +25,11 @@
 #   --slot NAME      replication slot and publication (default dbm); the
 #                    slot must not exist yet
 #   --jobs N         parallel copy pieces and index builds (default 4)
+#   --split-rows N   dbm-snapshot splits tables of more than N rows into
+#                    ctid ranges copied in parallel (default: its own,
+#                    1000000); pieces of a split table cannot be loaded
+#                    with COPY FREEZE, so when CPUs are few, not splitting
+#                    (a large N) can be faster
 #   --maintenance-work-mem SIZE
 #                    for the index builds (default 512MB, as much per
 #                    build; empty: the server's setting)
@@ -169,6 +174,7 @@ run_child()
 slot=dbm
 jobs=4
 mwm=512MB
+split_rows=
 copy_only=
 run_log=./dbm-run.jsonl
 apply_args=()
@@ -178,13 +184,15 @@ while [[ $# -gt 0 ]]; do
 	--jobs=*) jobs=${1#*=} ;;
 	--run-log=*) run_log=${1#*=} ;;
 	--maintenance-work-mem=*) mwm=${1#*=} ;;
-	--slot | --jobs | --run-log | --maintenance-work-mem)
+	--split-rows=*) split_rows=${1#*=} ;;
+	--slot | --jobs | --run-log | --maintenance-work-mem | --split-rows)
 		[[ $# -ge 2 ]] || die "option \"$1\" needs a value"
 		case $1 in
 		--slot) slot=$2 ;;
 		--jobs) jobs=$2 ;;
 		--run-log) run_log=$2 ;;
 		--maintenance-work-mem) mwm=$2 ;;
+		--split-rows) split_rows=$2 ;;
 		esac
 		shift
 		;;
@@ -199,6 +207,8 @@ done
 	die "invalid slot name \"$slot\": lower-case letters, digits and underscores, at most 63"
 [[ "$jobs" =~ ^[1-9][0-9]*$ && "$jobs" -le 64 ]] ||
 	die "invalid value \"$jobs\" for --jobs: expected 1 to 64"
+[[ -z "$split_rows" || "$split_rows" =~ ^[1-9][0-9]{0,17}$ ]] ||
+	die "invalid value \"$split_rows\" for --split-rows: expected a positive number"
 [[ -z "$mwm" || "$mwm" =~ ^[1-9][0-9]*(kB|MB|GB|TB)?$ ]] ||
 	die "invalid value \"$mwm\" for --maintenance-work-mem: expected a size like 512MB (empty: the server's)"
 [[ -n "$copy_only" && ${#apply_args[@]} -gt 0 ]] &&
@@ -374,7 +384,7 @@ fi
 SIGNALLED=
 declare -A COPIED=()
 exec {snap_fd}< <(exec dbm-snapshot --source="$DBM_SOURCE" --target="$DBM_TARGET" \
-	--slot="$slot" --jobs="$jobs" 2>"$err")
+	--slot="$slot" --jobs="$jobs" ${split_rows:+--split-rows="$split_rows"} 2>"$err")
 snap_pid=$!
 trap 'SIGNALLED=1; kill -TERM "$snap_pid" 2>/dev/null' INT TERM HUP
 : >"$WORK/snapshot.jsonl"

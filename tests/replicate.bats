@@ -178,13 +178,16 @@ write_source()
 	assert_equal "$stderr" 'replicate: error: DBM_TARGET is not set (a libpq conninfo string or URI)'
 }
 
-@test "--jobs and --maintenance-work-mem are checked, and --copy-only takes no arguments for the apply" {
+@test "--jobs, --split-rows and --maintenance-work-mem are checked, and --copy-only takes no arguments for the apply" {
 	run --separate-stderr replicate --jobs 0
 	assert_failure 2
 	assert_equal "$stderr" 'replicate: error: invalid value "0" for --jobs: expected 1 to 64'
 	run --separate-stderr replicate --copy-only -- --until-idle 1
 	assert_failure 2
 	assert_equal "$stderr" 'replicate: error: arguments after -- go to dbm-cdc-apply, which --copy-only does not run'
+	run --separate-stderr replicate --split-rows -5
+	assert_failure 2
+	assert_equal "$stderr" 'replicate: error: invalid value "-5" for --split-rows: expected a positive number'
 	run --separate-stderr replicate --maintenance-work-mem lots
 	assert_failure 2
 	assert_equal "$stderr" 'replicate: error: invalid value "lots" for --maintenance-work-mem: expected a size like 512MB (empty: the server'"'"'s)'
@@ -194,7 +197,8 @@ write_source()
 # ---------------------------------------------------------------- real runs
 
 @test "--copy-only copies schema and data, builds indexes and constraints, logs each step" {
-	run --separate-stderr replicate --copy-only --jobs 2
+	# small pieces: orders, events_2024 and events_2025 are copied in parts
+	run --separate-stderr replicate --copy-only --jobs 2 --split-rows 2000
 	assert_success
 	[[ -z "$stderr" ]] || { echo "$stderr"; false; }
 
