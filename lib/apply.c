@@ -153,7 +153,11 @@ dbm_apply_open(const dbm_apply_opts *o)
 					" id bigint PRIMARY KEY, kind text NOT NULL,"
 					" at timestamptz NOT NULL DEFAULT now())",
 					a->qschema, a->qschema, a->qschema);
-	if (!dbm_pg_command(a->cat, sql, "could not create the position table on the target"))
+	/* processes starting together must not race on CREATE ... IF NOT EXISTS */
+	PQclear(PQexec(a->cat, "SELECT pg_catalog.pg_advisory_lock(764317)"));
+	bool created = dbm_pg_command(a->cat, sql, "could not create the position table on the target");
+	PQclear(PQexec(a->cat, "SELECT pg_catalog.pg_advisory_unlock(764317)"));
+	if (!created)
 	{
 		free(sql);
 		goto out_fail;
@@ -855,6 +859,16 @@ add_value(dbm_apply *a, int idx, const dbm_val *v)
 	}
 }
 
+/* An update that carries every column. */
+static bool
+whole_row(const amap *m, const dbm_change *c)
+{
+	for (int i = 0; i < m->ncols; i++)
+		if (c->newv[i].kind == DBM_VAL_UNCHANGED)
+			return false;
+	return true;
+}
+
 /* An update that carries every column and keeps its key. */
 static bool
 upsertable(const amap *m, const dbm_change *c)
@@ -940,6 +954,19 @@ dbm_apply_change(dbm_apply *a, const dbm_change *c, const char *where)
 		return ok;
 	}
 
+	if (c->op == DBM_OP_UPDATE && a->o.converge && m->has_pk && c->oldv &&
+		!upsertable(m, c) && whole_row(m, c))
+	{
+		/* a key change replayed: the old key goes (if it is there), the
+		 * new row lands (whether or not it is there yet) */
+		dbm_change del = *c, ins = *c;
+		free(mask);
+		del.op = DBM_OP_DELETE;
+		del.newv = NULL;
+		ins.op = DBM_OP_INSERT;
+		ins.oldv = NULL;
+		return dbm_apply_change(a, &del, where) && dbm_apply_change(a, &ins, where);
+	}
 	if (c->op == DBM_OP_UPDATE && a->o.converge && m->has_pk && upsertable(m, c))
 	{
 		/* replays converge: an update carrying the whole row becomes an

@@ -321,17 +321,13 @@ put_scalar_text(json_t *v, dbm_buf *out)
 	}
 }
 
-/* Time-like integers without a schema: guess the unit from the size
- * (Debezium sends ms, us or ns since the epoch depending on precision). */
-static int64_t
-epoch_us_guess(int64_t v)
+/* The fractional-second precision of a time or timestamp column type
+ * (6 when the type does not say). */
+static int
+col_precision(const char *tname)
 {
-	int64_t a = v < 0 ? -v : v;
-	if (a < INT64_C(100000000000000)) /* < 1e14: milliseconds */
-		return v * 1000;
-	if (a < INT64_C(100000000000000000)) /* < 1e17: microseconds */
-		return v;
-	return v / 1000; /* nanoseconds */
+	const char *lp = strchr(tname, '(');
+	return lp ? (int) strtol(lp + 1, NULL, 10) : 6;
 }
 
 static void
@@ -413,6 +409,12 @@ conv(json_t *v, json_t *field, const char *tname, const dbm_decode_opts *o,
 	dbm_buf tmp;
 	bool ok = true;
 
+	if (o && o->raw)
+	{
+		/* dbm change lines carry PostgreSQL text already */
+		put_scalar_text(v, out);
+		return true;
+	}
 	if (json_is_array(v))
 		return conv_array(v, field, tname, o, out, err, errlen, col);
 	if (json_is_boolean(v) && tname && (is_type(tname, "bit") || is_type(tname, "varbit")))
@@ -581,6 +583,25 @@ conv(json_t *v, json_t *field, const char *tname, const dbm_decode_opts *o,
 		return true;
 	}
 
+	if (tname && strcmp(tname, "bytea") == 0 && json_is_string(v) && ftype &&
+		strcmp(ftype, "string") == 0)
+	{
+		/* binary.handling.mode base64 or hex: the schema says string */
+		if (o && o->binary_mode && strcmp(o->binary_mode, "hex") == 0)
+		{
+			dbm_buf_puts(out, "\\x");
+			dbm_buf_append(out, json_string_value(v), json_string_length(v));
+			return true;
+		}
+		dbm_buf_init(&tmp);
+		ok = dbm_base64_decode(json_string_value(v), json_string_length(v), &tmp);
+		if (ok)
+			bytes_to_bytea(tmp.data, tmp.len, out);
+		dbm_buf_free(&tmp);
+		if (!ok)
+			goto bad;
+		return true;
+	}
 	if (field == NULL && tname)
 	{
 		/* no schema: the target column's type decides */
@@ -597,13 +618,29 @@ conv(json_t *v, json_t *field, const char *tname, const dbm_decode_opts *o,
 			else if (iv == DBZ_NEG_INFINITY)
 				dbm_buf_puts(out, "-infinity");
 			else
-				dbm_timestamp_from_us(epoch_us_guess(iv), out);
+				dbm_timestamp_from_us(col_precision(tname) <= 3 ? iv * 1000 : iv, out);
 			return true;
 		}
 		if (is_type(tname, "time") && json_is_integer(v))
 		{
-			dbm_time_from_us(json_integer_value(v), out);
+			/* adaptive: up to millisecond precision in ms, else in us */
+			iv = json_integer_value(v);
+			dbm_time_from_us(col_precision(tname) <= 3 ? iv * 1000 : iv, out);
 			return true;
+		}
+		if ((is_type(tname, "bit(") || is_type(tname, "bit varying(")) && json_is_string(v))
+		{
+			/* Bits without a schema: the length is the column's */
+			const char *lp = strchr(tname, '(');
+			long len = lp ? strtol(lp + 1, NULL, 10) : 0;
+			char lenbuf[24];
+			json_t *f;
+			snprintf(lenbuf, sizeof(lenbuf), "%ld", len);
+			f = json_pack("{s:s,s:{s:s}}", "name", "io.debezium.data.Bits", "parameters",
+						  "length", lenbuf);
+			ok = conv(v, f, tname, o, out, err, errlen, col);
+			json_decref(f);
+			return ok;
 		}
 		if (is_type(tname, "interval") && json_is_integer(v))
 		{
@@ -1001,7 +1038,8 @@ dbm_decode_event(json_t *msg, const dbm_decode_opts *o, dbm_event *ev, char *err
 	type = json_string_value(json_object_get(msg, "type"));
 	if (type && !json_object_get(msg, "payload"))
 		return decode_dbm(msg, ev, err, errlen);
-	if (json_is_object(json_object_get(msg, "metadata")) && json_object_get(msg, "data"))
+	if (json_is_object(json_object_get(msg, "metadata")) &&
+		json_is_string(json_object_get(json_object_get(msg, "metadata"), "record-type")))
 		return decode_dms(msg, o, ev, err, errlen);
 
 	payload = msg;

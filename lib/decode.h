@@ -43,6 +43,7 @@ typedef struct
 {
 	const char *binary_mode; /* how bytes arrive without a schema: base64 | hex */
 	const char *dms_before;	 /* DMS before-image attribute name */
+	bool raw;				 /* values are PostgreSQL text already (dbm lines) */
 } dbm_decode_opts;
 
 /* Classify and take apart one message (a JSON value; NULL is a Kafka

@@ -221,7 +221,14 @@ dbm_evapply_event(dbm_evapply *e, dbm_event *ev, const char *where)
 				return dms_control(e, ev, where);
 			return true;
 		case DBM_EV_COMMIT:
+			return true;
 		case DBM_EV_MESSAGE:
+			/* handed on: printed as the slot path prints it; applying
+			 * has nothing to write (a barrier travels as a row) */
+			if (e->ap == NULL)
+				return dbm_jsonl_print(json_pack("{s:s,s:s?,s:s?}", "type", "message", "prefix",
+												 ev->message_prefix, "content",
+												 ev->message_content));
 			return true;
 		case DBM_EV_TRUNCATE:
 		case DBM_EV_CHANGE:
@@ -255,17 +262,19 @@ dbm_evapply_event(dbm_evapply *e, dbm_event *ev, const char *where)
 		return ok;
 	}
 
+	dbm_decode_opts o = e->o;
+	o.raw = strcmp(ev->format, "dbm") == 0;
 	if (ev->newo)
 	{
 		newv = xcalloc((size_t) r->ncols + 1, sizeof(dbm_val));
-		if (!dbm_decode_row(r, ev->newo, ev->newfields, &e->o, newv, &e->arena_new, err,
+		if (!dbm_decode_row(r, ev->newo, ev->newfields, &o, newv, &e->arena_new, err,
 							sizeof(err)))
 			goto out_bad;
 	}
 	if (ev->oldo)
 	{
 		oldv = xcalloc((size_t) r->ncols + 1, sizeof(dbm_val));
-		if (!dbm_decode_row(r, ev->oldo, ev->oldfields ? ev->oldfields : ev->newfields, &e->o,
+		if (!dbm_decode_row(r, ev->oldo, ev->oldfields ? ev->oldfields : ev->newfields, &o,
 							oldv, &e->arena_old, err, sizeof(err)))
 			goto out_bad;
 	}

@@ -1079,6 +1079,8 @@ rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list
 
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
 	{
+		/* --until-idle counts from having partitions, not from the join */
+		k->c->last_data = dbm_now_ms();
 		if (!seek_stored(k, parts))
 			k->failed = true;
 		if (cooperative)
@@ -1506,6 +1508,12 @@ main(int argc, char **argv)
 	if (c.input == NULL && c.slot == NULL && c.kafka == NULL)
 	{
 		dbm_log_error("--slot is required (or --kafka, or an input FILE, \"-\" for stdin)");
+		dbm_log_usage_hint();
+		return 2;
+	}
+	if (!c.kafka && (c.ntopics || c.topic_regex || c.group || c.nkprops))
+	{
+		dbm_log_error("--topic, --topic-regex, --group and -X need --kafka");
 		dbm_log_usage_hint();
 		return 2;
 	}
