@@ -409,6 +409,12 @@ conv(json_t *v, json_t *field, const char *tname, const dbm_decode_opts *o,
 	dbm_buf tmp;
 	bool ok = true;
 
+	if (json_is_boolean(v) && tname && (is_type(tname, "bit") || is_type(tname, "varbit")))
+	{
+		/* bit(1) travels as a boolean */
+		dbm_buf_putc(out, json_is_true(v) ? '1' : '0');
+		return true;
+	}
 	if (o && o->raw)
 	{
 		/* dbm change lines carry PostgreSQL text already */
@@ -417,12 +423,6 @@ conv(json_t *v, json_t *field, const char *tname, const dbm_decode_opts *o,
 	}
 	if (json_is_array(v))
 		return conv_array(v, field, tname, o, out, err, errlen, col);
-	if (json_is_boolean(v) && tname && (is_type(tname, "bit") || is_type(tname, "varbit")))
-	{
-		/* bit(1) travels as a boolean */
-		dbm_buf_putc(out, json_is_true(v) ? '1' : '0');
-		return true;
-	}
 
 	if (sem)
 	{

@@ -217,7 +217,7 @@ dbm_evapply_event(dbm_evapply *e, dbm_event *ev, const char *where)
 	{
 		case DBM_EV_SKIP:
 			e->skipped++;
-			if (ev->dms_control)
+			if (ev->format && strcmp(ev->format, "dms") == 0)
 				return dms_control(e, ev, where);
 			return true;
 		case DBM_EV_COMMIT:
