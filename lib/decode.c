@@ -415,6 +415,14 @@ conv(json_t *v, json_t *field, const char *tname, const dbm_decode_opts *o,
 		dbm_buf_putc(out, json_is_true(v) ? '1' : '0');
 		return true;
 	}
+	if (o && o->raw && json_is_string(v) && tname &&
+		(is_type(tname, "bit") || is_type(tname, "varbit")) &&
+		(strcmp(json_string_value(v), "true") == 0 || strcmp(json_string_value(v), "false") == 0))
+	{
+		/* a bit(1) printed without the target's types at hand */
+		dbm_buf_putc(out, json_string_value(v)[0] == 't' ? '1' : '0');
+		return true;
+	}
 	if (o && o->raw)
 	{
 		/* dbm change lines carry PostgreSQL text already */
