@@ -171,15 +171,21 @@ redact()
 # conninfo and not PGOPTIONS, which pgbouncer's console would refuse.
 sync_commit()
 {
-	local opt='-c synchronous_commit=on'
+	with_setting "$1" synchronous_commit on
+}
+
+# with_setting CONNINFO NAME VALUE: the same connection with a server
+# setting (options=-c NAME=VALUE, key=value or URI form), in REPLY.
+with_setting()
+{
 	if [[ "$1" =~ ^postgres(ql)?:// ]]; then
 		if [[ "$1" == *\?* ]]; then
-			REPLY="$1&options=-c%20synchronous_commit%3Don"
+			REPLY="$1&options=-c%20$2%3D$3"
 		else
-			REPLY="$1?options=-c%20synchronous_commit%3Don"
+			REPLY="$1?options=-c%20$2%3D$3"
 		fi
 	else
-		REPLY="$1 options='$opt'"
+		REPLY="$1 options='-c $2=$3'"
 	fi
 }
 
@@ -190,8 +196,8 @@ psql_on()
 	shift
 	PGAPPNAME=dbm-$PROG psql -X -A -t -q -v ON_ERROR_STOP=1 -d "$conn" "$@"
 }
-q_src() { psql_on "$DBM_SOURCE" -c "$1"; }
-q_dst() { psql_on "$DBM_TARGET" -c "$1"; }
+q_src() { local q=$1; shift; psql_on "$DBM_SOURCE" -c "$q" "$@"; }
+q_dst() { local q=$1; shift; psql_on "$DBM_TARGET" -c "$q" "$@"; }
 
 # ---------------------------------------------------------------- time, JSON
 
@@ -245,6 +251,28 @@ emit()
 
 declare -A STEP_T0=()
 
+# For the test suite only: DBM_TEST_CRASH_AT=STEP makes the runbook kill
+# itself (SIGKILL) as STEP starts: right after the step's work was started
+# in the background when it has such work, at once otherwise.  With
+# DBM_TEST_CRASH_GROUP=1, when the runbook leads its process group (setsid),
+# the whole group is killed: the step's work dies with it.
+CRASH_PENDING=
+crash_point()
+{
+	[[ -n "${DBM_TEST_CRASH_AT:-}" && "$DBM_TEST_CRASH_AT" == "$1" ]] || return 0
+	case $1 in
+	pre-data | copy | post-data | validate | freeze | switch | rollback) CRASH_PENDING=1 ;;
+	*) crash_now ;;
+	esac
+}
+crash_now()
+{
+	if [[ "${DBM_TEST_CRASH_GROUP:-}" == 1 && "$(ps -o pgid= -p $$ | tr -d ' ')" == "$$" ]]; then
+		kill -KILL -- "-$$"
+	fi
+	kill -KILL $$
+}
+
 # step STEP STATUS [EXTRA]: a step line; EXTRA is a JSON object's members
 # without braces ('"rows":5,"lsn":"0/1"').  ms: since the step started.
 step()
@@ -260,6 +288,7 @@ step()
 	line="{\"type\":\"step\",\"step\":\"$1\",\"status\":\"$2\",\"run\":\"$RUN_ID\",\"at\":\"$REPLY\",\"ms\":$ms"
 	[[ -z "${3:-}" ]] || line+=",$3"
 	emit "$line}"
+	[[ "$2" != started ]] || crash_point "$1"
 }
 
 # step_failed STEP EXIT MESSAGE [EXTRA]: the step's failed line; the message
@@ -330,7 +359,7 @@ state_open()
 # ---------------------------------------------------------------- processes
 
 # proc_start PID: the start time of a live process (field 22 of its stat),
-# in REPLY; false when it is gone.
+# in REPLY; false when it is gone (or a zombie nobody reaps).
 proc_start()
 {
 	local stat
@@ -338,6 +367,7 @@ proc_start()
 	stat=${stat##*) }
 	# shellcheck disable=SC2086
 	set -- $stat
+	[[ "$1" != Z && "$1" != X ]] || return 1
 	REPLY=${20}
 }
 
@@ -384,6 +414,10 @@ job_start()
 	) {LOCK_FD}>&- &
 	JOB_PID=$!
 	JOB_NAME=$name
+	if [[ -n "$CRASH_PENDING" ]]; then
+		sleep "${DBM_TEST_CRASH_DELAY:-0.05}"
+		crash_now
+	fi
 }
 
 # job_signal SIG: send SIG to the tool of the current job.
@@ -466,11 +500,16 @@ applier_alive()
 applier_start()
 {
 	local name=$1 args
+	# an apply writes into a database that a read-only freeze or rollback
+	# made read-only for the application: its sessions must not be
+	# (dbm-cdc-apply does not override default_transaction_read_only)
 	if [[ $name == forward ]]; then
-		args=(--source="$DBM_SOURCE" --target="$DBM_TARGET" --slot="$DBM_SLOT"
+		with_setting "$DBM_TARGET" default_transaction_read_only off
+		args=(--source="$DBM_SOURCE" --target="$REPLY" --slot="$DBM_SLOT"
 			--stream="$DBM_SLOT")
 	else
-		args=(--source="$DBM_TARGET" --target="$DBM_SOURCE" --slot="$DBM_REVERSE_SLOT"
+		with_setting "$DBM_SOURCE" default_transaction_read_only off
+		args=(--source="$DBM_TARGET" --target="$REPLY" --slot="$DBM_REVERSE_SLOT"
 			--publication="$DBM_REVERSE_SLOT" --stream="$DBM_REVERSE_SLOT")
 	fi
 	setsid dbm-cdc-apply "${args[@]}" --batch-ms="$DBM_APPLY_BATCH_MS" \
@@ -495,7 +534,7 @@ applier_ensure()
 	applier_start "$name"
 	APPLIER_STARTED=1
 	# a wrong setting shows within a moment
-	for i in 1 2 3 4 5; do
+	for i in 1 2 3; do
 		sleep 0.1
 		applier_alive "$name" || {
 			APPLIER_ERROR=$(tail -c +$((size + 1)) "$STATE/$name.log" | grep -v '^$' | tail -n 1)
@@ -571,9 +610,14 @@ do_rollback()
 	fi
 	router_args
 	[[ "$DBM_FREEZE_METHOD" == readonly ]] && ro=(--readonly)
-	# its barrier on the target is committed synchronously (see sync_commit)
+	# its barrier on the target is committed synchronously (see sync_commit);
+	# its source session must be able to set the sequences while the source
+	# is still read-only from a read-only freeze (dbm-rollback makes it
+	# writable only after copying them back)
 	sync_commit "$DBM_TARGET"
-	job_run rollback dbm-rollback --source="$DBM_SOURCE" --target="$REPLY" \
+	local dst=$REPLY
+	with_setting "$DBM_SOURCE" default_transaction_read_only off
+	job_run rollback dbm-rollback --source="$REPLY" --target="$dst" \
 		"${ROUTER_ARGS[@]}" "${ro[@]}" --stream="$DBM_REVERSE_SLOT" --timeout="$DBM_ROLLBACK_TIMEOUT"
 	ROLLBACK_RC=$JOB_RC
 	line=$(grep -m 1 '"type":"rolled_back"' "$STATE/jobs/rollback.out" 2>/dev/null)

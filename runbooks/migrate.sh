@@ -214,7 +214,10 @@ finish()
 	[[ -n "${LAG_BYTES:-}" ]] && extra+=",\"lag_bytes\":$LAG_BYTES,\"lag_ms\":$LAG_MS"
 	[[ -n "${VALIDATION:-}" ]] && extra+=",\"validation\":\"$VALIDATION\""
 	[[ -n "$pause" ]] && extra+=",\"pause_ms\":$pause"
-	[[ -n "${ROLLBACK_LINE:-}" ]] && extra+=",\"rollback_pause_ms\":$(jq '.pause_ms // null' <<<"$ROLLBACK_LINE")"
+	if [[ -n "${ROLLBACK_LINE:-}" ]]; then
+		json_field "$ROLLBACK_LINE" pause_ms
+		[[ -n "$REPLY" ]] && extra+=",\"rollback_pause_ms\":$REPLY"
+	fi
 	[[ -n "${CHECKS_RUN:-}" ]] && extra+=",\"checks_run\":$CHECKS_RUN,\"checks_failed\":${CHECKS_FAILED:-0}"
 	json_str "$msg"
 	now_ms
@@ -236,7 +239,10 @@ finish()
 	[[ -n "${LAG_BYTES:-}" ]] && { human_bytes "$LAG_BYTES"; say "  lag at cutover     $REPLY (a probe took ${LAG_MS} ms)"; }
 	[[ -n "${VALIDATION:-}" ]] && say "  validation         $VALIDATION_TEXT"
 	[[ -n "$pause" ]] && say "  write pause        $pause ms"
-	[[ -n "${ROLLBACK_LINE:-}" ]] && say "  rollback pause     $(jq '.pause_ms // "?"' <<<"$ROLLBACK_LINE") ms"
+	if [[ -n "${ROLLBACK_LINE:-}" ]]; then
+		json_field "$ROLLBACK_LINE" pause_ms
+		[[ -n "$REPLY" ]] && say "  rollback pause     $REPLY ms"
+	fi
 	[[ -n "${CHECKS_RUN:-}" ]] && say "  post-switch checks ${CHECKS_RUN} run, ${CHECKS_FAILED:-0} failed"
 	say "  run log            $RUN_LOG"
 	exit "$rc"
@@ -483,10 +489,15 @@ preflight()
 		greatest(coalesce((SELECT (wal_bytes / greatest(extract(epoch FROM now() - stats_reset), 1))::bigint
 		                   FROM pg_stat_wal), 0), 0),
 		current_setting('max_slot_wal_keep_size')" 2>/dev/null)"
-	b=$(q_src "SELECT pg_current_wal_lsn()" 2>/dev/null)
-	sleep 0.5
-	c=$(q_src "SELECT (pg_wal_lsn_diff(pg_current_wal_lsn(), '$b') * 2)::bigint" 2>/dev/null)
-	((${c:-0} > ${rate:-0})) && rate=$c
+	if [[ "$COPY_STATE" != done ]]; then
+		# the rate now, not only since the statistics were reset
+		c=$(psql_on "$DBM_SOURCE" -f - 2>/dev/null <<-'EOF'
+			SELECT pg_current_wal_lsn() AS l, pg_sleep(0.25) AS s \gset
+			SELECT (pg_wal_lsn_diff(pg_current_wal_lsn(), :'l') * 4)::bigint;
+		EOF
+		)
+		((${c:-0} > ${rate:-0})) && rate=$c
+	fi
 	hold=$((3 * ${size:-0} / (DBM_COPY_MBPS * 1048576) + 1800))
 	need=$((${rate:-0} * hold))
 	free=$(psql_on "$DBM_SOURCE" -c "BEGIN" \
@@ -830,6 +841,20 @@ do_prepare()
 		q_dst "SELECT pg_create_logical_replication_slot('$DBM_REVERSE_SLOT', 'pgoutput')" >/dev/null 2>"$err" ||
 			{ first_error "$err"; fail_run prepare 2 "$REPLY"; }
 	fi
+	if [[ $DBM_FREEZE_METHOD == readonly ]]; then
+		# a read-only rollback left the target read-only (a fence while the
+		# source is primary); dbm-switch does not undo that, so the
+		# application would find the target read-only: undo it now, before
+		# the freeze, while the application is on the source
+		with_setting "$DBM_TARGET" default_transaction_read_only off
+		psql_on "$REPLY" -c "DO \$\$ BEGIN
+			IF EXISTS (SELECT 1 FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase
+			           WHERE d.datname = current_database() AND s.setrole = 0
+			             AND 'default_transaction_read_only=on' = ANY (s.setconfig)) THEN
+				EXECUTE format('ALTER DATABASE %I RESET default_transaction_read_only', current_database());
+			END IF; END \$\$" >/dev/null 2>"$err" ||
+			{ first_error "$err"; fail_run prepare 2 "$REPLY"; }
+	fi
 	applier_ensure reverse || fail_run prepare 2 "the reverse apply does not start: ${APPLIER_ERROR:-no message}"
 	step prepare done "\"reverse_slot\":\"$DBM_REVERSE_SLOT\",\"pid\":$APPLIER_PID"
 	report prepare "reverse slot $DBM_REVERSE_SLOT on the target, reverse apply running (pid $APPLIER_PID)"
@@ -1060,6 +1085,15 @@ previous_run()
 		map(select(.type == "summary" and .run != $me)) | last | .result // ""' "$RUN_LOG" 2>/dev/null)
 }
 
+# bouncer_paused: pgbouncer holds the clients of our database entry.
+bouncer_paused()
+{
+	[[ $ROUTER == pgbouncer ]] || return 1
+	psql -X -A -q -F '|' -d "$DBM_PGBOUNCER_ADMIN" -c 'SHOW DATABASES' 2>/dev/null </dev/null |
+		awk -F'|' -v db="$DBM_PGBOUNCER_DB" 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
+			$1 == db && $c["paused"] == 1 { found = 1 } END { exit !found }'
+}
+
 recover()
 {
 	local name
@@ -1107,7 +1141,8 @@ recover()
 			step rollback done '"finished_by":"previous run"'
 			finish rolled_back 1 "the rollback of run $PREV_RUN had finished"
 		fi
-		if [[ -f "$STATE/jobs/freeze.pid" || -f "$STATE/jobs/freeze.rc" ]]; then
+		if [[ -f "$STATE/jobs/freeze.pid" || -f "$STATE/jobs/freeze.rc" ]] ||
+			[[ -n "$RESUMED" && ( "$PREV_STEP" == freeze || "$PREV_STEP" == switch ) ]] || bouncer_paused; then
 			# frozen (or maybe) but not switched: thaw, then go on
 			report recover "a cutover was cut short before the switch: thawing the source"
 			do_rollback "a cutover of run ${PREV_RUN:-?} was cut short before the switch"
