@@ -23,7 +23,7 @@ set -euo pipefail
 PROG=pgcluster
 PG_MAJOR=15
 # Bump when the template's configuration changes so caches are rebuilt.
-TEMPLATE_VERSION=1
+TEMPLATE_VERSION=2  # bump when the settings below change
 
 die()
 {
