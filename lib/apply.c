@@ -144,6 +144,8 @@ dbm_apply_open(const dbm_apply_opts *o)
 		(a->conn = dbm_pg_connect(o->conninfo, o->appname)) == NULL)
 		goto out_fail;
 	a->qschema = PQescapeIdentifier(a->cat, o->schema, strlen(o->schema));
+	if (o->catalog_only)
+		return a; /* only dbm_apply_target_rel will be asked */
 	sql = xasprintf("CREATE SCHEMA IF NOT EXISTS %s; "
 					"CREATE TABLE IF NOT EXISTS %s.apply_position ("
 					" stream text PRIMARY KEY, lsn pg_lsn, offsets jsonb,"

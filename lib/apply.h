@@ -17,6 +17,7 @@ typedef struct
 	const char *stream; /* key of the position row */
 	bool converge;		/* replays converge: upsert, delete if exists */
 	const char *origin; /* replication origin of the target session */
+	bool catalog_only;	/* read the target's catalog, write nothing (--print) */
 } dbm_apply_opts;
 
 typedef struct dbm_apply dbm_apply;

@@ -24,6 +24,7 @@ struct dbm_evapply
 	dbm_apply *ap;
 	dbm_decode_opts o;
 	const char *schema;
+	bool print;
 	relent *rels;
 	int nrels;
 	dbm_buf arena_new, arena_old;
@@ -31,10 +32,11 @@ struct dbm_evapply
 };
 
 dbm_evapply *
-dbm_evapply_new(dbm_apply *ap, const dbm_decode_opts *o, const char *schema)
+dbm_evapply_new(dbm_apply *ap, const dbm_decode_opts *o, const char *schema, bool print)
 {
 	dbm_evapply *e = xcalloc(1, sizeof(*e));
 	e->ap = ap;
+	e->print = print;
 	e->o = *o;
 	e->schema = schema;
 	dbm_buf_init(&e->arena_new);
@@ -49,7 +51,7 @@ dbm_evapply_free(dbm_evapply *e)
 		return;
 	for (int i = 0; i < e->nrels; i++)
 	{
-		if (e->ap)
+		if (e->ap && !e->print)
 			dbm_apply_unmap(e->ap, e->rels[i].rel);
 		dbm_srcrel_free(e->rels[i].rel);
 		free(e->rels[i].nsp);
@@ -122,7 +124,7 @@ get_rel(dbm_evapply *e, const dbm_event *ev)
 			return e->rels[i].rel;
 	if ((r = dbm_apply_target_rel(e->ap, ev->nsp, ev->table)) == NULL)
 		return NULL;
-	if (!dbm_apply_map(e->ap, r))
+	if (!e->print && !dbm_apply_map(e->ap, r))
 	{
 		dbm_srcrel_free(r);
 		return NULL;
@@ -225,7 +227,7 @@ dbm_evapply_event(dbm_evapply *e, dbm_event *ev, const char *where)
 		case DBM_EV_MESSAGE:
 			/* handed on: printed as the slot path prints it; applying
 			 * has nothing to write (a barrier travels as a row) */
-			if (e->ap == NULL)
+			if (e->print)
 				return dbm_jsonl_print(json_pack("{s:s,s:s?,s:s?}", "type", "message", "prefix",
 												 ev->message_prefix, "content",
 												 ev->message_content));
@@ -252,7 +254,7 @@ dbm_evapply_event(dbm_evapply *e, dbm_event *ev, const char *where)
 		return false; /* errors have already been logged */
 	if (ev->kind == DBM_EV_TRUNCATE)
 	{
-		if (e->ap)
+		if (!e->print)
 			ok = dbm_apply_truncate(e->ap, &r, 1, false, false, where);
 		else
 			ok = dbm_jsonl_print(json_pack("{s:s,s:s,s:s}", "type", "change", "op", "truncate",
@@ -280,7 +282,7 @@ dbm_evapply_event(dbm_evapply *e, dbm_event *ev, const char *where)
 	}
 	{
 		dbm_change c = {ev->op, r, newv, ev->op == DBM_OP_INSERT ? NULL : oldv, false};
-		if (e->ap)
+		if (!e->print)
 			ok = dbm_apply_change(e->ap, &c, where);
 		else
 			ok = print_change(&c, ev);

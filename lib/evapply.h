@@ -10,9 +10,11 @@
 
 typedef struct dbm_evapply dbm_evapply;
 
-/* ap NULL: print the normalized change lines instead of applying. */
+/* print: write the normalized change lines instead of applying; ap may
+ * then be NULL, or a catalog-only engine whose column types drive the
+ * conversion of schema-less values. */
 dbm_evapply *dbm_evapply_new(dbm_apply *ap, const dbm_decode_opts *o,
-							 const char *schema);
+							 const char *schema, bool print);
 /* Apply or print one event; where ("file:line", "topic/partition@offset")
  * prefixes error messages. false after logging. */
 bool dbm_evapply_event(dbm_evapply *e, dbm_event *ev, const char *where);

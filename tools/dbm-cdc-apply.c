@@ -852,7 +852,7 @@ run_file(cdc *c)
 	if (!dbm_jsonl_open(&r, c->input))
 		return STOP_ERROR;
 	r.allow_null = true;
-	if (c->ap && strcmp(c->input, "-") != 0)
+	if (c->ap && !c->print && strcmp(c->input, "-") != 0)
 	{
 		/* a file applied before continues after its last committed line */
 		char *lsn = NULL, *offsets = NULL;
@@ -871,7 +871,7 @@ run_file(cdc *c)
 		free(lsn);
 		free(offsets);
 	}
-	e = dbm_evapply_new(c->ap, &c->dec, c->schema);
+	e = dbm_evapply_new(c->ap, &c->dec, c->schema, c->print);
 	cache = dbm_schema_cache_new();
 	c->batch_started = dbm_now_ms();
 	while ((rc = dbm_jsonl_next_line(&r)) == 1)
@@ -1196,7 +1196,7 @@ run_kafka(cdc *c)
 			goto out;
 		}
 	}
-	k.e = dbm_evapply_new(c->ap, &c->dec, c->schema);
+	k.e = dbm_evapply_new(c->ap, &c->dec, c->schema, false);
 	c->batch_started = dbm_now_ms();
 	for (;;)
 	{
@@ -1576,6 +1576,18 @@ main(int argc, char **argv)
 				(c.origin_name && !dbm_apply_claim_origin(c.ap, c.origin_name)))
 				goto out;
 		}
+		else if (c.target)
+		{
+			/* --print with --target: the target's column types convert
+			 * schema-less values; nothing is written there */
+			dbm_apply_opts ao = {.conninfo = c.target,
+								 .appname = "dbm-cdc-apply",
+								 .schema = c.schema,
+								 .stream = c.stream,
+								 .catalog_only = true};
+			if ((c.ap = dbm_apply_open(&ao)) == NULL)
+				goto out;
+		}
 		signal(SIGINT, on_signal);
 		signal(SIGTERM, on_signal);
 		why = c.kafka ? run_kafka(&c) : run_file(&c);
@@ -1588,7 +1600,7 @@ main(int argc, char **argv)
 				dbm_apply_get_stats(c.ap, &st);
 			if (dbm_jsonl_print(json_pack("{s:s,s:s,s:I,s:I,s:I,s:I}", "type", "stopped",
 										  "reason", stop_name[why], "applied",
-										  (json_int_t) (c.ap ? st.rows : c.printed),
+										  (json_int_t) (c.ap && !c.print ? st.rows : c.printed),
 										  "transactions", (json_int_t) c.applied_txns,
 										  "skipped", (json_int_t) c.skipped, "missed",
 										  (json_int_t) st.missed)))
