@@ -55,6 +55,8 @@ typedef struct
 	char op;
 	char where[112];
 	amap *map;
+	char **rows; /* multi-row insert: where each row came from, or NULL */
+	int nrows, per;
 } item;
 
 struct dbm_apply
@@ -78,6 +80,8 @@ struct dbm_apply
 	int *ins_off;	   /* offset per value, -1 for NULL */
 	int ins_cap;
 	char ins_where[112];
+	char **ins_row_where; /* where each pending row came from */
+	int ins_row_cap;
 	dbm_keymap ins_keys; /* converge mode: keys in the pending insert */
 
 	uint64_t txn_rows;
@@ -166,6 +170,9 @@ dbm_apply_open(const dbm_apply_opts *o)
 	}
 	free(sql);
 
+	/* errors name the parameter at fault, hence the row of a multi-row
+	 * insert */
+	PQclear(PQexec(a->conn, "SET log_parameter_max_length_on_error = 1"));
 	/* changes must not fire triggers or foreign keys a second time */
 	res = PQexec(a->conn, "SET session_replication_role = replica");
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
@@ -564,6 +571,8 @@ push_item(dbm_apply *a, char kind, char op, const char *where, amap *m)
 	it->kind = kind;
 	it->op = op;
 	it->map = m;
+	it->rows = NULL;
+	it->nrows = it->per = 0;
 	snprintf(it->where, sizeof(it->where), "%s", where ? where : "");
 	return it;
 }
@@ -608,7 +617,18 @@ drain(dbm_apply *a, int keep)
 			if (st == PGRES_FATAL_ERROR)
 			{
 				const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-				dbm_log_error("%s: %s", it->where, msg ? msg : dbm_pg_error(a->conn));
+				const char *ctx = PQresultErrorField(res, PG_DIAG_CONTEXT);
+				const char *w = it->where;
+				/* in a multi-row insert, the parameter the server names
+				 * (log_parameter_max_length_on_error) gives the row */
+				const char *pp = ctx ? strstr(ctx, "parameter $") : NULL;
+				if (pp && it->rows && it->per > 0)
+				{
+					long n = strtol(pp + 11, NULL, 10);
+					if (n >= 1 && (n - 1) / it->per < it->nrows)
+						w = it->rows[(n - 1) / it->per];
+				}
+				dbm_log_error("%s: %s", w, msg ? msg : dbm_pg_error(a->conn));
 			}
 			PQclear(res);
 			return false;
@@ -623,6 +643,11 @@ drain(dbm_apply *a, int keep)
 							 it->where);
 		}
 		PQclear(res);
+		for (int r = 0; r < it->nrows; r++)
+			free(it->rows[r]);
+		free(it->rows);
+		it->rows = NULL;
+		it->nrows = 0;
 		/* the NULL that ends this statement's results */
 		res = PQgetResult(a->conn);
 		if (res != NULL)
@@ -642,15 +667,20 @@ drain(dbm_apply *a, int keep)
 
 static bool
 send_prepared(dbm_apply *a, const char *name, int n, const char *const *vals,
-			  char op, const char *where, amap *m)
+			  char op, const char *where, amap *m, char **rows, int nrows, int per)
 {
+	item *it;
+
 	if (PQsendQueryPrepared(a->conn, name, n, vals, NULL, NULL, 0) != 1)
 	{
 		dbm_log_error("%s: could not send to the target: %s", where,
 					  dbm_pg_error(a->conn));
 		return false;
 	}
-	push_item(a, 'q', op, where, m);
+	it = push_item(a, 'q', op, where, m);
+	it->rows = rows;
+	it->nrows = nrows;
+	it->per = per;
 	for (int i = 0; i < n; i++)
 		if (vals[i])
 			a->inflight_bytes += strlen(vals[i]);
@@ -826,7 +856,17 @@ flush_inserts(dbm_apply *a)
 			int off = a->ins_off[done * per + i];
 			vals[i] = off < 0 ? NULL : a->ins_vals.data + off;
 		}
-		ok = send_prepared(a, name, n * per, vals, 'I', a->ins_where, m);
+		{
+			/* the rows' origins go with the statement, to name the row a
+			 * server error is about */
+			char **rows = xmalloc(sizeof(char *) * (size_t) n);
+			for (int r = 0; r < n; r++)
+			{
+				rows[r] = a->ins_row_where[done + r];
+				a->ins_row_where[done + r] = NULL;
+			}
+			ok = send_prepared(a, name, n * per, vals, 'I', rows[0], m, rows, n, per);
+		}
 		done += n;
 	}
 	free(vals);
@@ -950,6 +990,13 @@ dbm_apply_change(dbm_apply *a, const dbm_change *c, const char *where)
 		for (int i = 0, k = 0; i < n; i++)
 			if (mask[i] == '1')
 				add_value(a, a->ins_rows * per + k++, &c->newv[i]);
+		if (a->ins_rows >= a->ins_row_cap)
+		{
+			a->ins_row_cap = a->ins_row_cap ? a->ins_row_cap * 2 : 64;
+			a->ins_row_where = xrealloc(a->ins_row_where,
+										sizeof(char *) * (size_t) a->ins_row_cap);
+		}
+		a->ins_row_where[a->ins_rows] = xstrdup(where);
 		a->ins_rows++;
 		a->txn_rows++;
 		free(mask);
@@ -1052,7 +1099,7 @@ dbm_apply_change(dbm_apply *a, const dbm_change *c, const char *where)
 		for (int i = 0; i < np; i++)
 			vals[i] = offs[i] < 0 ? NULL : tmp.data + offs[i];
 		name = get_stmt(a, m, (char) c->op, mask, 1);
-		ok = name && send_prepared(a, name, np, vals, (char) c->op, where, m);
+		ok = name && send_prepared(a, name, np, vals, (char) c->op, where, m, NULL, 0, 0);
 		if (ok)
 			a->txn_rows++;
 	out_free:
@@ -1177,6 +1224,9 @@ dbm_apply_close(dbm_apply *a)
 	free(a->items);
 	free(a->ins_mask);
 	free(a->ins_off);
+	for (int r = 0; r < a->ins_rows; r++)
+		free(a->ins_row_where[r]);
+	free(a->ins_row_where);
 	dbm_buf_free(&a->ins_vals);
 	dbm_keymap_free(&a->ins_keys);
 	free(a);
