@@ -390,19 +390,27 @@ trap 'SIGNALLED=1; kill -TERM "$snap_pid" 2>/dev/null' INT TERM HUP
 : >"$WORK/snapshot.jsonl"
 # its lines go to our stdout as they come; a table whose pieces are all
 # copied gets its indexes
+partial=
 while :; do
+	# a timeout (to look after the builds meanwhile) may cut a line short:
+	# read keeps what it got, and it is put back in front of the rest
 	if IFS= read -r -t 0.2 -u "$snap_fd" line; then
+		line=$partial$line
+		partial=
 		printf '%s\n' "$line"
 		printf '%s\n' "$line" >>"$WORK/snapshot.jsonl"
 		if [[ "$line" == '{"type":"copied",'* ]]; then
-			IFS=$'\t' read -r t n < <(jq -r '[.table, .pieces] | @tsv' <<<"$line")
+			IFS=$'\t' read -r t n < <(jq -rR 'fromjson? | [.table, .pieces] | @tsv' <<<"$line")
 			COPIED[$t]=$((${COPIED[$t]:-0} + 1))
 			if [[ ${COPIED[$t]} -eq $n && -n "${TOC_OF[$t]:-}" ]]; then
 				QUEUE+=("$t")
 			fi
 		fi
 	elif (($? <= 128)); then
+		[[ -z "$partial$line" ]] || printf '%s\n' "$partial$line" | tee -a "$WORK/snapshot.jsonl"
 		break # end of its output
+	else
+		partial+=$line
 	fi
 	pump_builders
 	if [[ -n "$BUILD_FAILED" && -z "$SIGNALLED" ]]; then
@@ -425,11 +433,11 @@ if [[ $RC -ne 0 ]]; then
 	[[ -n "$quiet" ]] && fail_snapshot "$RC" "dbm-snapshot exited $RC" quiet
 	fail_snapshot "$RC" "$(first_error "$err")"
 fi
-if ! done_line=$(jq -ce 'select(.type == "done")' "$WORK/snapshot.jsonl" 2>/dev/null); then
+if ! done_line=$(jq -cRe 'fromjson? | select(.type == "done")' "$WORK/snapshot.jsonl" 2>/dev/null); then
 	[[ -n "$SIGNALLED" ]] && fail_snapshot 2 "stopped by a signal before the copy was done"
 	fail_snapshot 2 "dbm-snapshot ended without a done line"
 fi
-lsn=$(jq -r 'select(.type == "snapshot") | .lsn' "$WORK/snapshot.jsonl")
+lsn=$(jq -rR 'fromjson? | select(.type == "snapshot") | .lsn' "$WORK/snapshot.jsonl")
 done_step snapshot "$(jq -cn --arg slot "$slot" --arg lsn "$lsn" --argjson d "$done_line" \
 	'{slot: $slot, lsn: $lsn, rows: $d.rows, bytes: $d.bytes}')"
 
