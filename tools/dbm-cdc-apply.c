@@ -1217,8 +1217,11 @@ run_kafka(cdc *c)
 		m = rd_kafka_consumer_poll(k.rk, 100);
 		if (m == NULL)
 		{
-			/* nothing waiting: commit what is applied rather than wait */
-			if ((k.dirty || dbm_apply_in_txn(c->ap)) && !commit_kafka(&k))
+			/* nothing waiting: commit what is applied rather than wait, but
+			 * not more often than --batch-ms (a broker's fetches leave the
+			 * queue empty for a moment many times a second) */
+			if ((k.dirty || dbm_apply_in_txn(c->ap)) &&
+				dbm_now_ms() - c->batch_started >= c->batch_ms && !commit_kafka(&k))
 				goto out;
 			if (c->until_idle > 0 &&
 				dbm_now_ms() - c->last_data >= (int64_t) (c->until_idle * 1000))
