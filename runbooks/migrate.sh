@@ -359,9 +359,12 @@ preflight()
 	fi
 	IFS='|' read -r f g <<<"$(q_dst "SELECT current_setting('max_wal_senders'),
 		(SELECT count(*) FROM pg_stat_replication)")"
-	if ((c - d < 1)); then
+	# a sender for each apply that does not stream yet
+	a=$(q_src "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '$DBM_SLOT' AND active")
+	b=$(q_dst "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '$DBM_REVERSE_SLOT' AND active")
+	if ((c - d < 1 - a)); then
 		check wal_senders fail "the source has $d of max_wal_senders = $c in use; the apply needs 1"
-	elif ((f - g < 1)); then
+	elif ((f - g < 1 - b)); then
 		check wal_senders fail "the target has $g of max_wal_senders = $f in use; the reverse apply needs 1"
 	else
 		check wal_senders ok "source $d of $c in use, target $g of $f"
