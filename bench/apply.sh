@@ -343,19 +343,23 @@ for ((r = 1; r <= BIG_RUNS; r++)); do
 done
 
 # ---------------------------------------------------------------- profile
-# One more tpcb backlog (a quarter of the size), drained by both under perf:
-# dbm-cdc-apply itself, the target backend it drives, and the native apply
-# worker; not counted.
+# One more tpcb backlog, drained by both under perf: dbm-cdc-apply itself,
+# the target backend it drives, and the native apply worker; not counted.
+# perf samples the whole machine from before the consumer starts (attaching
+# to a process once it runs would miss its first second) and the report
+# keeps the consumer's processes only.
 PERF=
-if command -v perf >/dev/null && perf stat -e task-clock true >/dev/null 2>&1; then
+if command -v perf >/dev/null && perf record -a -o /dev/null -- true >/dev/null 2>&1; then
 	PERF=1
 fi
 
-# perf_top FILE OUT: the hottest symbols of a perf.data file
+# perf_top FILE PIDS OUT: the hottest symbols of those processes, and their
+# number of samples in OUT.samples
 perf_top()
 {
-	perf report -i "$1" --stdio --no-children --sort dso,sym --percent-limit 1.5 2>/dev/null |
-		grep -E '^ *[0-9.]+%' | sed 's/^ *//' | head -n 16 >"$2" || true
+	perf report -i "$1" --pid "$2" --stdio --no-children --sort dso,sym --percent-limit 1.5 \
+		2>/dev/null | grep -E '^ *[0-9.]+%' | sed 's/^ *//' | head -n 16 >"$3" || true
+	perf script -i "$1" --pid "$2" 2>/dev/null | wc -l >"$3.samples" || true
 }
 
 # backend_pids CONNINFO QUERY: wait (5 s at most) until QUERY returns pids
@@ -370,50 +374,57 @@ backend_pids()
 	return 1
 }
 
+# perf_start FILE: sample the whole machine into FILE; perf_stop ends it
+perf_start()
+{
+	perf record -a -F 999 -o "$1" >/dev/null 2>&1 &
+	PERF_PID=$!
+	sleep 1
+}
+perf_stop()
+{
+	kill -INT "$PERF_PID" 2>/dev/null
+	wait "$PERF_PID" || true
+}
+
 profile()
 {
-	local apid pids perf1 perf2
+	local apid tpids wpid
 	q "$SRC" -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots" \
 		-c "SELECT pg_create_logical_replication_slot('perf_a', 'pgoutput')" \
 		-c "SELECT pg_copy_logical_replication_slot('perf_a', 'perf_b')" >/dev/null
 	q "$DST2" -c "CREATE SUBSCRIPTION sub_perf CONNECTION '$SRC' PUBLICATION bench
 		WITH (create_slot = false, slot_name = 'perf_b', copy_data = false, enabled = false)"
-	backlog tpcb $((TXNS / 4))
+	backlog tpcb "$TXNS"
+	quiet_wait
 
-	perf record -F 999 -o "$WORK/perf.client.data" -- "$APPLY" --source "$SRC" \
-		--target "$DST1" --slot perf_a --publication bench --stop-at-lsn "$END" ${BENCH_APPLY_ARGS:-} \
-		>"$WORK/perf.out" 2>"$WORK/perf.err" &
+	perf_start "$WORK/perf.dbm.data"
+	"$APPLY" --source "$SRC" --target "$DST1" --slot perf_a --publication bench \
+		--stop-at-lsn "$END" ${BENCH_APPLY_ARGS:-} >"$WORK/perf.out" 2>"$WORK/perf.err" &
 	apid=$!
-	# its sessions are the only other client backends there (they are
-	# named after PGAPPNAME, which wins over dbm's fallback name)
-	pids=$(backend_pids "$DST1" "SELECT pid FROM pg_stat_activity
+	# its sessions are the only other client backends there (named after
+	# PGAPPNAME, which wins over dbm's fallback name)
+	tpids=$(backend_pids "$DST1" "SELECT pid FROM pg_stat_activity
 		WHERE backend_type = 'client backend' AND datname = 'bench'
-		AND pid <> pg_backend_pid()") ||
-		{ say "no dbm-cdc-apply session on target 1"; return 1; }
-	perf record -F 999 -o "$WORK/perf.target.data" -p "$pids" >/dev/null 2>&1 &
-	perf1=$!
+		AND pid <> pg_backend_pid()") || { say "no dbm-cdc-apply session on target 1"; return 1; }
 	wait "$apid" || { say "dbm-cdc-apply under perf failed: $(tail -n 3 "$WORK/perf.err")"; return 1; }
-	wait "$perf1" || true
+	perf_stop
 
+	quiet_wait
+	perf_start "$WORK/perf.native.data"
 	q "$DST2" -c "ALTER SUBSCRIPTION sub_perf ENABLE"
-	pids=$(backend_pids "$DST2" "SELECT pid FROM pg_stat_subscription
-		WHERE subname = 'sub_perf' AND pid IS NOT NULL") ||
-		{ say "no apply worker on target 2"; return 1; }
-	perf record -F 999 -o "$WORK/perf.native.data" -p "$pids" >/dev/null 2>&1 &
-	perf2=$!
+	wpid=$(backend_pids "$DST2" "SELECT pid FROM pg_stat_subscription
+		WHERE subname = 'sub_perf' AND pid IS NOT NULL") || { say "no apply worker on target 2"; return 1; }
 	poll_marker "$DST2" "$MARK" "$WORK/seen"
+	perf_stop
 	q "$DST2" -c "ALTER SUBSCRIPTION sub_perf DISABLE"
-	wait "$perf2" || true
+	sleep 0.5
 	q "$DST2" -c "ALTER SUBSCRIPTION sub_perf SET (slot_name = NONE)" -c "DROP SUBSCRIPTION sub_perf"
 	verify "$DST1" "dbm-cdc-apply under perf"
 	verify "$DST2" "native apply under perf"
-	perf_top "$WORK/perf.client.data" "$WORK/perf.client.txt"
-	perf_top "$WORK/perf.target.data" "$WORK/perf.target.txt"
-	perf_top "$WORK/perf.native.data" "$WORK/perf.native.txt"
-	for f in client target native; do
-		perf report -i "$WORK/perf.$f.data" --stdio --sort comm 2>/dev/null |
-			sed -n 's/^# Samples: \([0-9KM]*\).*/\1/p' | head -n 1 >"$WORK/perf.$f.samples"
-	done
+	perf_top "$WORK/perf.dbm.data" "$apid" "$WORK/perf.client.txt"
+	perf_top "$WORK/perf.dbm.data" "$tpids" "$WORK/perf.target.txt"
+	perf_top "$WORK/perf.native.data" "$wpid" "$WORK/perf.native.txt"
 }
 [[ "${BENCH_PROFILE:-1}" == 0 ]] && PERF=
 if [[ -n "$PERF" ]]; then
@@ -496,24 +507,25 @@ CH_BIG=$(dmed big dbm 7)
 
 PROFILE_TEXT="perf was not available: no profiles."
 if [[ -n "$PERF" ]]; then
-	PROFILE_TEXT="Profiles of one more tpcb backlog ($((TXNS / 4)) transactions), drained by both
-(\`perf record -F 999\`, self time by object and symbol, \`[k]\` the kernel;
+	PROFILE_TEXT="Profiles of one more tpcb backlog ($TXNS transactions), drained by both
+(\`perf record -a -F 999\` from before the start, only the consumer's
+processes kept; self time by object and symbol, \`[k]\` the kernel;
 postgres symbols are its exported ones, so a static function shows under
 its nearest exported neighbour):
 
-dbm-cdc-apply itself ($(cat "$WORK/perf.client.samples") samples):
+dbm-cdc-apply itself ($(cat "$WORK/perf.client.txt.samples") samples):
 
 \`\`\`
 $(cat "$WORK/perf.client.txt")
 \`\`\`
 
-the target backend dbm-cdc-apply drives ($(cat "$WORK/perf.target.samples") samples):
+the target backend dbm-cdc-apply drives ($(cat "$WORK/perf.target.txt.samples") samples):
 
 \`\`\`
 $(cat "$WORK/perf.target.txt")
 \`\`\`
 
-the native apply worker ($(cat "$WORK/perf.native.samples") samples):
+the native apply worker ($(cat "$WORK/perf.native.txt.samples") samples):
 
 \`\`\`
 $(cat "$WORK/perf.native.txt")

@@ -14,8 +14,9 @@
 #              and primary key, unique and exclusion constraints are built
 #              as soon as all of its data is in (at most N builds at once);
 #              the rest (foreign keys, partitioned tables, triggers...)
-#              follows the copy with pg_restore -j N; then ANALYZE
-#              (vacuumdb --analyze-only -j N)
+#              follows the copy with pg_restore -j N; ANALYZE of each
+#              table after its indexes, of the rest (partitioned tables...)
+#              at the end (vacuumdb --analyze-only -j N)
 #   apply      dbm-cdc-apply --slot: the changes made since the snapshot,
 #              until it is stopped (SIGINT/SIGTERM to this script stops it
 #              cleanly at a transaction boundary) or a bound given after --
@@ -302,7 +303,7 @@ plan_post_data()
 }
 
 # Index builds of finished tables, at most $jobs at once: pid -> table.
-declare -A BUILDER=() TOC_OF=()
+declare -A BUILDER=() TOC_OF=() ANALYZED=()
 QUEUE=()
 BUILD_FAILED=
 
@@ -331,13 +332,20 @@ pump_builders()
 	while [[ ${#QUEUE[@]} -gt 0 && ${#BUILDER[@]} -lt $jobs && -z "$BUILD_FAILED" ]]; do
 		t=${QUEUE[0]}
 		QUEUE=("${QUEUE[@]:1}")
-		# the builder names its own error file by its pid ($! in here)
+		# the builder names its own error file by its pid ($! in here);
+		# the table's statistics follow its indexes (the name, quoted by
+		# dbm-snapshot, goes through regclass, never into SQL as is)
 		(
 			exec 2>"$WORK/build.$BASHPID.err"
-			PGOPTIONS=$PGOPTIONS_BUILD exec pg_restore --exit-on-error -d "$DBM_TARGET" \
-				-L "${TOC_OF[$t]}" "$WORK/post-data.dump"
+			if [[ -n "${TOC_OF[$t]:-}" ]]; then
+				PGOPTIONS=$PGOPTIONS_BUILD pg_restore --exit-on-error -d "$DBM_TARGET" \
+					-L "${TOC_OF[$t]}" "$WORK/post-data.dump" || exit
+			fi
+			exec psql -X -q -v ON_ERROR_STOP=1 -v t="$t" "$DBM_TARGET" \
+				<<<"SELECT format('ANALYZE %s', :'t'::regclass) \\gexec"
 		) &
 		BUILDER[$!]=$t
+		ANALYZED[$t]=1
 	done
 }
 
@@ -402,7 +410,7 @@ while :; do
 		if [[ "$line" == '{"type":"copied",'* ]]; then
 			IFS=$'\t' read -r t n < <(jq -rR 'fromjson? | [.table, .pieces] | @tsv' <<<"$line")
 			COPIED[$t]=$((${COPIED[$t]:-0} + 1))
-			if [[ ${COPIED[$t]} -eq $n && -n "${TOC_OF[$t]:-}" ]]; then
+			if [[ ${COPIED[$t]} -eq $n ]]; then
 				QUEUE+=("$t")
 			fi
 		fi
@@ -458,9 +466,25 @@ PGOPTIONS=$PGOPTIONS_BUILD pg_restore -j "$jobs" --exit-on-error -d "$DBM_TARGET
 	-L "$WORK/rest.list" "$WORK/post-data.dump" 2>>"$WORK/post-data.err"
 rc=$?
 if [[ $rc -eq 0 ]]; then
-	vacuumdb --analyze-only --jobs="$jobs" --quiet --dbname="$DBM_TARGET" \
-		2>>"$WORK/post-data.err"
+	# statistics of what was not analyzed after its copy: partitioned
+	# tables, materialized views...
+	psql -X -At -v ON_ERROR_STOP=1 "$DBM_TARGET" >"$WORK/relations" 2>>"$WORK/post-data.err" <<-'EOF'
+		SELECT format('%I.%I', n.nspname, c.relname)
+		FROM pg_catalog.pg_class c
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname <> 'dbm'
+		  AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+	EOF
 	rc=$?
+	rest=()
+	while IFS= read -r t; do
+		[[ -n "${ANALYZED[$t]:-}" ]] || rest+=(--table="$t")
+	done <"$WORK/relations"
+	if [[ $rc -eq 0 && ${#rest[@]} -gt 0 ]]; then
+		vacuumdb --analyze-only --jobs="$jobs" --quiet --dbname="$DBM_TARGET" "${rest[@]}" \
+			2>>"$WORK/post-data.err"
+		rc=$?
+	fi
 fi
 trap - INT TERM HUP
 now_ms

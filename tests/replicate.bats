@@ -230,6 +230,10 @@ write_source()
 	assert_failure
 	assert_output --partial 'violates foreign key constraint'
 	[[ $(pd_ -c "SELECT count(*) FROM pg_stats WHERE tablename = 'orders'") -gt 0 ]]
+	# every table analyzed, the partitioned one included
+	[[ $(pd_ -c "SELECT string_agg(relname, ' ' ORDER BY relname) FROM pg_stat_user_tables
+		WHERE schemaname = 'public' AND last_analyze IS NULL") == "" ]]
+	[[ $(pd_ -c "SELECT count(*) FROM pg_stats WHERE tablename = 'events'") -gt 0 ]]
 
 	assert_same_data
 	# the slot stays for a later dbm-cdc-apply; no publication on the target
