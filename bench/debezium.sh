@@ -53,6 +53,8 @@
 #              group (the mock cluster, like a real broker, delays a new
 #              group's first rebalance by 3 s): "kafka-join" measures that
 #              constant with the same command on a topic of 10 events.
+#   kafka-idle the same with --until-idle 5 instead of --stop-at-lsn (must
+#              stop with reason "idle"); events/s = events / (wall - 5 s).
 #
 # Every run is timed from start to exit under /usr/bin/time (peak RSS, user
 # and system CPU); the target's CPU and the mock cluster's are counted as
@@ -448,7 +450,7 @@ timed()
 		return
 	fi
 	if [[ -n "$TIME" ]]; then
-		"$TIME" -f '%M %e %U %S' -o "$WORK/rss" "$@"
+		"$TIME" -f '%M %e %U %S %w %c' -o "$WORK/rss" "$@"
 		return
 	fi
 	local pid rc=0 hwm=0 h
@@ -460,7 +462,7 @@ timed()
 		sleep 0.05
 	done
 	wait "$pid" || rc=$?
-	echo "$hwm - - -" >"$WORK/rss"
+	echo "$hwm - - - - -" >"$WORK/rss"
 	return "$rc"
 }
 
@@ -473,6 +475,10 @@ run_mode()
 		timed "$APPLY" --target "$DST" --kafka "$BROKERS" --topic "$TOPIC" --group "$2" \
 			--stop-at-lsn "$STOP_LSN" --until-idle 60
 		;;
+	kafka-idle)
+		timed "$APPLY" --target "$DST" --kafka "$BROKERS" --topic "$TOPIC" --group "$2" \
+			--until-idle "$IDLE_S"
+		;;
 	kafka-join)
 		timed "$APPLY" --target "$DST" --kafka "$BROKERS" --topic "$SMALL_TOPIC" --group "$2" \
 			--stop-at-lsn "$SMALL_STOP_LSN" --until-idle 60
@@ -480,9 +486,10 @@ run_mode()
 	esac
 }
 
-printf 'mode\trun\twall_s\tevents_per_s\trss_kb\tuser_s\tsys_s\ttarget_cpu_s\tkafka_cpu_s\tload1\tothers_pct\n' \
+printf 'mode\trun\twall_s\tevents_per_s\trss_kb\tuser_s\tsys_s\ttarget_cpu_s\tkafka_cpu_s\tload1\tothers_pct\tcsw_per_event\n' \
 	>"$WORK/runs.tsv"
 GROUPS_USED=0
+IDLE_S=5 # kafka-idle: its time minus this is the time to apply (more than the join)
 
 # one_run MODE RUN: a fresh table, one timed run, checked
 one_run()
@@ -503,6 +510,7 @@ one_run()
 	local want_reason=eof want_applied=$EVENTS want_state=$EXPECTED
 	case $mode in
 	kafka) want_reason=lsn ;;
+	kafka-idle) want_reason=idle ;;
 	kafka-join) want_reason=lsn want_applied=10 want_state= ;;
 	esac
 	[[ $reason == "$want_reason" ]] || die "$mode #$r stopped with reason \"$reason\", not $want_reason"
@@ -519,18 +527,23 @@ one_run()
 	wall=$(tail -n 1 "$TIMES" | cut -f4)
 	tcol=$(column_of target_cpu)
 	kcol=$(column_of kafka_cpu)
-	read -r rss _ usr sys <"$WORK/rss"
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$r" "$wall" \
-		"$(awk -v n="$applied" -v w="$wall" 'BEGIN { printf "%.0f", n / w }')" "$rss" "$usr" "$sys" \
+	read -r rss _ usr sys vcsw icsw <"$WORK/rss"
+	local idle=0
+	[[ $mode == kafka-idle ]] && idle=$IDLE_S
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$r" "$wall" \
+		"$(awk -v n="$applied" -v w="$wall" -v i="$idle" 'BEGIN { printf "%.0f", n / (w - i) }')" \
+		"$rss" "$usr" "$sys" \
 		"$(tail -n 1 "$TIMES" | cut -f"$tcol")" "$(tail -n 1 "$TIMES" | cut -f"$kcol")" \
-		"$load" "$NOISE" >>"$WORK/runs.tsv"
+		"$load" "$NOISE" \
+		"$(awk -v v="$vcsw" -v i="$icsw" -v n="$applied" 'BEGIN { if (v == "-") print "-"; else printf "%.2f", (v + i) / n }')" \
+		>>"$WORK/runs.tsv"
 	say "$mode #$r: $applied events in ${wall}s, $(tail -n 1 "$WORK/runs.tsv" | cut -f4) events/s, peak RSS $((rss / 1024)) MB, load $load"
 }
 
 bench_clusters_ready target kafka
 times_header "$WORK/times.tsv"
 
-MODES=(schema noschema kafka)
+MODES=(schema noschema kafka kafka-idle)
 for ((r = 1; r <= RUNS; r++)); do
 	# the order rotates: schema noschema kafka, noschema kafka schema, ...
 	for ((m = 0; m < ${#MODES[@]}; m++)); do
@@ -550,10 +563,11 @@ rmed()
 			else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 rmax() { awk -F'\t' -v m="$1" -v c="$2" 'NR > 1 && $1 == m { print $c }' "$WORK/runs.tsv" | sort -g | tail -n 1; }
-declare -A RATE VERDICT TARGET=([schema]=$TARGET_SCHEMA [noschema]=$TARGET_NOSCHEMA [kafka]=$TARGET_KAFKA)
+declare -A RATE VERDICT TARGET=([schema]=$TARGET_SCHEMA [noschema]=$TARGET_NOSCHEMA [kafka]=$TARGET_KAFKA
+	[kafka-idle]=$TARGET_KAFKA)
 MISSED=()
 for mode in "${MODES[@]}"; do
-	RATE[$mode]=$(awk -v n="$EVENTS" -v w="$(rmed "$mode" 3)" 'BEGIN { printf "%.0f", n / w }')
+	RATE[$mode]=$(rmed "$mode" 4)
 	if ((RATE[$mode] >= TARGET[$mode])); then
 		VERDICT[$mode]=met
 	else
@@ -563,6 +577,8 @@ for mode in "${MODES[@]}"; do
 done
 JOIN_S=$(rmed kafka-join 3)
 KAFKA_NET=$(awk -v n="$EVENTS" -v w="$(rmed kafka 3)" -v j="$JOIN_S" 'BEGIN { printf "%.0f", n / (w - j) }')
+KAFKA_IDLE_NET=$(awk -v n="$EVENTS" -v w="$(rmed kafka-idle 3)" -v j="$JOIN_S" -v i="$IDLE_S" \
+	'BEGIN { printf "%.0f", n / (w - i - j) }')
 RSS_MAX=$(awk -F'\t' 'NR > 1 { print $5 }' "$WORK/runs.tsv" | sort -g | tail -n 1)
 RSS_MB=$(awk -v k="$RSS_MAX" 'BEGIN { printf "%.0f", k / 1024 }')
 if ((RSS_MB < TARGET_RSS_MB)); then
@@ -589,7 +605,7 @@ if ((${#MISSED[@]} > 0)); then
 			say "profiling a $mode run (perf, not counted)"
 			reset_target
 			group=
-			if [[ $mode == kafka ]]; then
+			if [[ $mode == kafka* ]]; then
 				GROUPS_USED=$((GROUPS_USED + 1))
 				group=bench-$GROUPS_USED
 			fi
@@ -655,10 +671,11 @@ ELAPSED=$(awk -v a="$T0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }')
 row_for()
 {
 	local mode=$1 label=$2 target=$3 verdict=$4
-	printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s MB | %s |\n' "$label" \
+	printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s MB | %s | %s |\n' "$label" \
 		"$(fmt "$(rmed "$mode" 3)")" "$(rmed "$mode" 4)" "$target" "$verdict" \
 		"$(fmt "$(rmed "$mode" 6)")" "$(fmt "$(rmed "$mode" 7)")" "$(fmt "$(rmed "$mode" 8)")" \
-		"$(awk -v k="$(rmax "$mode" 5)" 'BEGIN { printf "%.0f", k / 1024 }')" "$(fmt "$(rmed "$mode" 9)")"
+		"$(awk -v k="$(rmax "$mode" 5)" 'BEGIN { printf "%.0f", k / 1024 }')" "$(fmt "$(rmed "$mode" 9)")" \
+		"$(rmed "$mode" 12)"
 }
 
 SECTION=$WORK/section.md
@@ -722,6 +739,13 @@ its exit (default batching: 10000 rows or 200 ms per target transaction):
   joining the consumer group: the same command on a topic of 10 events
   ("join", median $(fmt "$JOIN_S")s) is mostly the broker's 3 s initial rebalance delay;
   without it (c) ran at $KAFKA_NET events/s.
+- (c') the same as (c) but \`--until-idle $IDLE_S\` instead of \`--stop-at-lsn\` (every
+  run stopped with reason "idle"); events/s = $EVENTS / (wall − $IDLE_S s),
+  $KAFKA_IDLE_NET without the group join either. With
+  \`--stop-at-lsn\`, dbm-cdc-apply asks after every message whether all its
+  partitions are done (\`all_done()\` in tools/dbm-cdc-apply.c calls
+  \`rd_kafka_assignment()\`, a request to librdkafka's main thread and a wait
+  for its answer); without it, it does not.
 
 After every run the table held exactly the expected final state ($EXP_ROWS rows,
 computed independently in SQL from the generator's formulas; checked with
@@ -729,15 +753,17 @@ the row count and the sum of \`hashtextextended(row::text)\`), dbm-cdc-apply
 reported $EVENTS applied and 0 missed. Medians of $RUNS runs per mode,
 modes interleaved (the order rotates). events/s = $EVENTS / wall seconds.
 CPU columns are CPU seconds: dbm-cdc-apply's user and system time (from
-\`/usr/bin/time\`), the target cluster's (its backend) and the mock broker's.
+\`/usr/bin/time\`, like its context switches, all threads), the target
+cluster's (its backend) and the mock broker's.
 
 ## Results
 
-| mode | wall (s) | events/s | target | verdict | user | sys | target CPU | peak RSS (max) | broker CPU |
-| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |
+| mode | wall (s) | events/s | target | verdict | user | sys | target CPU | peak RSS (max) | broker CPU | context switches / event |
+| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |
 $(row_for schema "(a) file, with schemas" "≥ $TARGET_SCHEMA" "${VERDICT[schema]}")
 $(row_for noschema "(b) file, without schemas" "≥ $TARGET_NOSCHEMA" "${VERDICT[noschema]}")
 $(row_for kafka "(c) Kafka (mock), with schemas" "≥ $TARGET_KAFKA" "${VERDICT[kafka]}")
+$(row_for kafka-idle "(c') Kafka, --until-idle $IDLE_S instead" "≥ $TARGET_KAFKA" "${VERDICT[kafka-idle]}")
 $(row_for kafka-join "(c) join only: 10 events" "–" "–")
 
 Peak RSS under $TARGET_RSS_MB MB in every run: **$RSS_MB MB at most, $V_RSS**.
@@ -756,4 +782,4 @@ mkdir -p "$(dirname "$RESULTS")"
 # others write their sections into the same file: read it just before
 results_section "$RESULTS" debezium "$SECTION"
 
-say "done in ${ELAPSED}s: (a) ${RATE[schema]} events/s (${VERDICT[schema]}), (b) ${RATE[noschema]} (${VERDICT[noschema]}), (c) ${RATE[kafka]} (${VERDICT[kafka]}; $KAFKA_NET without the group join), peak RSS $RSS_MB MB ($V_RSS); results in ${RESULTS#$ROOT/}"
+say "done in ${ELAPSED}s: (a) ${RATE[schema]} events/s (${VERDICT[schema]}), (b) ${RATE[noschema]} (${VERDICT[noschema]}), (c) ${RATE[kafka]} (${VERDICT[kafka]}; $KAFKA_NET without the group join), (c') ${RATE[kafka-idle]} (${VERDICT[kafka-idle]}), peak RSS $RSS_MB MB ($V_RSS); results in ${RESULTS#$ROOT/}"
