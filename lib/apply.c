@@ -148,6 +148,9 @@ dbm_apply_open(const dbm_apply_opts *o)
 		(a->conn = dbm_pg_connect(o->conninfo, o->appname)) == NULL)
 		goto out_fail;
 	a->qschema = PQescapeIdentifier(a->cat, o->schema, strlen(o->schema));
+	/* a target made read-only by a freeze still takes the stream */
+	PQclear(PQexec(a->cat, "SET default_transaction_read_only = off"));
+	PQclear(PQexec(a->conn, "SET default_transaction_read_only = off"));
 	if (o->catalog_only)
 		return a; /* only dbm_apply_target_rel will be asked */
 	sql = xasprintf("CREATE SCHEMA IF NOT EXISTS %s; "

@@ -82,7 +82,10 @@ dbm_barrier_emit(PGconn *conn, const char *schema, const char *kind,
 					" SELECT pg_catalog.pg_logical_emit_message(true, 'dbm',"
 					" json_build_object('barrier', (SELECT id FROM b), 'kind', $1::text)::text)",
 					s, *id);
-	if (!dbm_pg_command(conn, "BEGIN", "could not write the barrier"))
+	/* the barrier must reach the stream now, not when the WAL writer
+	 * gets to it */
+	if (!dbm_pg_command(conn, "BEGIN", "could not write the barrier") ||
+		!dbm_pg_command(conn, "SET LOCAL synchronous_commit = on", "could not write the barrier"))
 		goto out;
 	res = PQexecParams(conn, sql, 1, NULL, v, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)

@@ -154,7 +154,8 @@ freeze_readonly(PGconn *src, double timeout)
 						  "SELECT pg_catalog.pg_terminate_backend(pid)"
 						  " FROM pg_catalog.pg_stat_activity"
 						  " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-						  "   AND backend_type = 'client backend'",
+						  "   AND backend_type = 'client backend'"
+						  "   AND application_name NOT LIKE 'dbm-%'",
 						  "could not end the sessions of the source")
 			   ? 1
 			   : -1;

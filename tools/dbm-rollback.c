@@ -205,7 +205,9 @@ main(int argc, char **argv)
 	}
 
 	if ((dst = dbm_pg_connect(target, "dbm-rollback")) == NULL ||
-		(src = dbm_pg_connect(source, "dbm-rollback")) == NULL)
+		(src = dbm_pg_connect(source, "dbm-rollback")) == NULL ||
+		!dbm_pg_command(dst, "SET default_transaction_read_only = off", NULL) ||
+		!dbm_pg_command(src, "SET default_transaction_read_only = off", NULL))
 		goto out;
 	if ((state = switch_state(dst, schema)) < 0)
 		goto out;

@@ -288,7 +288,9 @@ main(int argc, char **argv)
 	}
 
 	if ((dst = dbm_pg_connect(target, "dbm-switch")) == NULL ||
-		(src = dbm_pg_connect(source, "dbm-switch")) == NULL)
+		(src = dbm_pg_connect(source, "dbm-switch")) == NULL ||
+		!dbm_pg_command(dst, "SET default_transaction_read_only = off", NULL) ||
+		!dbm_pg_command(src, "SET default_transaction_read_only = off", NULL))
 		goto out;
 	{
 		int w = dbm_wait_applied(dst, schema, stream, lsn, (long) barrier, timeout, &how);
