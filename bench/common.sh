@@ -57,7 +57,9 @@ nchildren()
 # running at the same time would distort both.  Benchmarks that source this
 # file take turns on a lock (/tmp/dbm-bench.lock); others that do not
 # (bench/hash.sh, or BENCH_OTHERS, a pgrep -f pattern) are waited for.
-# At most BENCH_WAIT_MAX seconds (default 1800) each.
+# At most BENCH_WAIT_MAX seconds (default 1800) each.  The lock is held
+# through file descriptor BENCH_LOCK_FD: close it for processes that may
+# outlive the benchmark (servers: cmd {BENCH_LOCK_FD}>&-).
 wait_for_other_benches()
 {
 	local waited=0 others max=${BENCH_WAIT_MAX:-1800}

@@ -89,8 +89,8 @@ trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- clusters
 say "starting two clusters in $WORK"
-SRC0=$("$PGCLUSTER" start "$WORK/src")
-DST0=$("$PGCLUSTER" start "$WORK/dst")
+SRC0=$("$PGCLUSTER" start "$WORK/src" {BENCH_LOCK_FD}>&-)
+DST0=$("$PGCLUSTER" start "$WORK/dst" {BENCH_LOCK_FD}>&-)
 SRC_PORT=$(cat "$WORK/src/port")
 DST_PORT=$(cat "$WORK/dst/port")
 PM[source]=$(head -n 1 "$WORK/src/data/postmaster.pid")
