@@ -165,6 +165,35 @@ dbm_parse_long(const char *s, long min, long max, long *out)
 }
 
 bool
+dbm_parse_size(const char *s, int64_t min, int64_t *out)
+{
+	static const struct
+	{
+		const char *unit;
+		int shift;
+	} units[] = {{"", 0}, {"B", 0}, {"kB", 10}, {"MB", 20}, {"GB", 30}, {"TB", 40}};
+	char *end;
+	long long v;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return false;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0)
+		return false;
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+	{
+		if (strcmp(end, units[i].unit) != 0)
+			continue;
+		if (v > (INT64_MAX >> units[i].shift) || ((int64_t) v << units[i].shift) < min)
+			return false;
+		*out = (int64_t) v << units[i].shift;
+		return true;
+	}
+	return false;
+}
+
+bool
 dbm_parse_seconds(const char *s, double *out)
 {
 	char *end;

@@ -41,6 +41,9 @@ void dbm_buf_printf(dbm_buf *b, const char *fmt, ...)
 bool dbm_parse_long(const char *s, long min, long max, long *out);
 /* Parse a non-negative decimal number of seconds (e.g. "0.5"). */
 bool dbm_parse_seconds(const char *s, double *out);
+/* Parse a size as PostgreSQL writes them: a whole number, optionally
+ * followed by B, kB, MB, GB or TB (powers of 1024); at least min bytes. */
+bool dbm_parse_size(const char *s, int64_t min, int64_t *out);
 
 /* Milliseconds from a monotonic clock. */
 int64_t dbm_now_ms(void);

@@ -26,11 +26,13 @@
 #   --slot NAME      replication slot and publication (default dbm); the
 #                    slot must not exist yet
 #   --jobs N         parallel copy pieces and index builds (default 4)
-#   --split-rows N   dbm-snapshot splits tables of more than N rows into
-#                    ctid ranges copied in parallel (default: its own,
-#                    1000000); pieces of a split table cannot be loaded
-#                    with COPY FREEZE, so when CPUs are few, not splitting
-#                    (a large N) can be faster
+#   --split-size SIZE
+#                    dbm-snapshot splits tables whose heap is larger than
+#                    SIZE into ctid ranges copied in parallel (default: its
+#                    own, 8GB); pieces of a split table cannot be loaded
+#                    with COPY FREEZE, so split only where the parallel copy
+#                    pays for it (big tables, CPUs to spare on both servers)
+#   --split-rows N   also split tables of more than N rows
 #   --maintenance-work-mem SIZE
 #                    for the index builds (default 512MB, as much per
 #                    build; empty: the server's setting)
@@ -176,6 +178,7 @@ slot=dbm
 jobs=4
 mwm=512MB
 split_rows=
+split_size=
 copy_only=
 run_log=./dbm-run.jsonl
 apply_args=()
@@ -186,7 +189,8 @@ while [[ $# -gt 0 ]]; do
 	--run-log=*) run_log=${1#*=} ;;
 	--maintenance-work-mem=*) mwm=${1#*=} ;;
 	--split-rows=*) split_rows=${1#*=} ;;
-	--slot | --jobs | --run-log | --maintenance-work-mem | --split-rows)
+	--split-size=*) split_size=${1#*=} ;;
+	--slot | --jobs | --run-log | --maintenance-work-mem | --split-rows | --split-size)
 		[[ $# -ge 2 ]] || die "option \"$1\" needs a value"
 		case $1 in
 		--slot) slot=$2 ;;
@@ -194,6 +198,7 @@ while [[ $# -gt 0 ]]; do
 		--run-log) run_log=$2 ;;
 		--maintenance-work-mem) mwm=$2 ;;
 		--split-rows) split_rows=$2 ;;
+		--split-size) split_size=$2 ;;
 		esac
 		shift
 		;;
@@ -210,6 +215,8 @@ done
 	die "invalid value \"$jobs\" for --jobs: expected 1 to 64"
 [[ -z "$split_rows" || "$split_rows" =~ ^[1-9][0-9]{0,17}$ ]] ||
 	die "invalid value \"$split_rows\" for --split-rows: expected a positive number"
+[[ -z "$split_size" || "$split_size" =~ ^[1-9][0-9]{0,12}(kB|MB|GB|TB)?$ ]] ||
+	die "invalid value \"$split_size\" for --split-size: expected a size like 4GB"
 [[ -z "$mwm" || "$mwm" =~ ^[1-9][0-9]*(kB|MB|GB|TB)?$ ]] ||
 	die "invalid value \"$mwm\" for --maintenance-work-mem: expected a size like 512MB (empty: the server's)"
 [[ -n "$copy_only" && ${#apply_args[@]} -gt 0 ]] &&
@@ -392,7 +399,8 @@ fi
 SIGNALLED=
 declare -A COPIED=()
 exec {snap_fd}< <(exec dbm-snapshot --source="$DBM_SOURCE" --target="$DBM_TARGET" \
-	--slot="$slot" --jobs="$jobs" ${split_rows:+--split-rows="$split_rows"} 2>"$err")
+	--slot="$slot" --jobs="$jobs" ${split_rows:+--split-rows="$split_rows"} \
+	${split_size:+--split-size="$split_size"} 2>"$err")
 snap_pid=$!
 trap 'SIGNALLED=1; kill -TERM "$snap_pid" 2>/dev/null' INT TERM HUP
 : >"$WORK/snapshot.jsonl"
@@ -462,9 +470,13 @@ if [[ -n "$BUILD_FAILED" ]]; then
 	fail post-data "$BUILD_FAILED" "$(first_error "$BUILD_ERR")"
 fi
 [[ -z "$SIGNALLED" ]] || fail post-data 2 "stopped by a signal"
-PGOPTIONS=$PGOPTIONS_BUILD pg_restore -j "$jobs" --exit-on-error -d "$DBM_TARGET" \
-	-L "$WORK/rest.list" "$WORK/post-data.dump" 2>>"$WORK/post-data.err"
-rc=$?
+rc=0
+# (nothing left but comments: no pg_restore and its connections)
+if grep -qv '^;' "$WORK/rest.list"; then
+	PGOPTIONS=$PGOPTIONS_BUILD pg_restore -j "$jobs" --exit-on-error -d "$DBM_TARGET" \
+		-L "$WORK/rest.list" "$WORK/post-data.dump" 2>>"$WORK/post-data.err"
+	rc=$?
+fi
 if [[ $rc -eq 0 ]]; then
 	# statistics of what was not analyzed after its copy: partitioned
 	# tables, materialized views...

@@ -272,7 +272,8 @@ log_dst() { tail -c +$((LOG_POS_D + 1)) "$DST_DIR/postgres.log"; }
 }
 
 @test "invalid --jobs and --split-rows, --publication without --slot, or a stray argument exit 2" {
-	for args in "--jobs=0" "--jobs=x" "--jobs=65" "--split-rows=0" "--split-rows=-5" "--split-rows=many"; do
+	for args in "--jobs=0" "--jobs=x" "--jobs=65" "--split-rows=0" "--split-rows=-5" "--split-rows=many" \
+		"--split-size=4kB" "--split-size=1PB" "--split-size=-1GB" "--split-size=10 MB" "--split-size=big"; do
 		run --separate-stderr dbm-snapshot --source "$S" --target "$D" "$args"
 		assert_failure 2
 		assert_equal "$output" ""
@@ -379,6 +380,30 @@ log_dst() { tail -c +$((LOG_POS_D + 1)) "$DST_DIR/postgres.log"; }
 	jq -e -s --arg slot "${SLOT}_p" '.[0].publication == "My Pub" and .[0].slot == $slot and
 		(.[-1] | .type == "done" and .tables == 0)' <<<"$output"
 	assert_equal "$(psql "$OTHER" -XAtq -c "SELECT pubname, puballtables, pubviaroot FROM pg_publication")" 'My Pub|t|t'
+}
+
+@test "--split-size splits a table by heap size; by default (8GB) a 200000-row table is copied whole, with COPY FREEZE" {
+	both -c 'CREATE TABLE big (id int PRIMARY KEY, v text)'
+	ps_ -c "INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 200000) g" -c 'VACUUM ANALYZE'
+	pages=$(ps_ -c "SELECT relpages FROM pg_class WHERE relname = 'big'")
+	# pieces of at most 4MB (512 pages) of heap
+	want=$(((pages + 511) / 512))
+	((want >= 3))
+	run --separate-stderr dbm-snapshot --source "$S" --target "$D" --jobs 2 --split-size 4MB
+	assert_success
+	assert_equal "$stderr" ""
+	assert_equal "$(jq -r 'select(.type == "copied") | .pieces' <<<"$output" | sort -u)" "$want"
+	assert_equal "$(jq -s 'map(select(.type == "copied") | .rows) | add' <<<"$output")" 200000
+	migrated big
+	# the default: one piece, frozen
+	pd_ -c 'DROP SCHEMA dbm CASCADE' -c 'TRUNCATE big'
+	log_mark
+	PGOPTIONS='-c log_statement=all' run --separate-stderr dbm-snapshot --source "$S" --target "$D" --jobs 2
+	assert_success
+	assert_equal "$(jq -c 'select(.type == "copied") | [.table, .piece, .pieces, .rows]' <<<"$output")" '["public.big",0,1,200000]'
+	log_dst >"$OUT/dst.log"
+	assert_equal "$(grep -c 'COPY public.big (.*) FROM STDIN (FORMAT binary, FREEZE)' "$OUT/dst.log")" 1
+	migrated big
 }
 
 @test "--jobs and --split-rows split large tables into ctid ranges; unsplit tables load with TRUNCATE and COPY FREEZE" {

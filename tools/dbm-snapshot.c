@@ -24,7 +24,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#define DEFAULT_SPLIT_ROWS 1000000L
+/* Pieces of a split table cannot be loaded with COPY FREEZE: their rows
+ * need hint bits set and, some day, an anti-wraparound VACUUM that rewrites
+ * every page.  So only tables big enough for the parallel copy to pay for
+ * that are split by default. */
+#define DEFAULT_SPLIT_BYTES ((int64_t) 8 << 30)
 #define MAX_PIECES 1024
 
 static volatile sig_atomic_t stop_requested = 0;
@@ -101,8 +105,12 @@ usage(void)
 		   "  -T, --exclude-table=PATTERN\n"
 		   "                              leave out matching tables; repeatable\n"
 		   "  -j, --jobs=N                pieces copied in parallel (default 4)\n"
-		   "      --split-rows=N          split tables of more than N rows (planner\n"
-		   "                              estimate) into ctid ranges (default 1000000)\n"
+		   "      --split-size=SIZE       split tables whose heap is larger than SIZE\n"
+		   "                              (kB, MB, GB, TB) into ctid ranges of at most\n"
+		   "                              SIZE (default 8GB); split pieces are loaded\n"
+		   "                              without COPY FREEZE\n"
+		   "      --split-rows=N          also split tables of more than N rows\n"
+		   "                              (planner estimate) into pieces of N rows\n"
 		   "      --resume                after an interruption, copy only what the\n"
 		   "                              target's dbm schema does not record as done\n"
 		   "      --dbm-schema=NAME       schema for the toolkit's state (default dbm)\n"
@@ -607,6 +615,7 @@ main(int argc, char **argv)
 		/* how */
 		{"jobs", required_argument, NULL, 'j'},
 		{"split-rows", required_argument, NULL, 'r'},
+		{"split-size", required_argument, NULL, 'z'},
 		{"resume", no_argument, NULL, 'R'},
 		{"log-json", no_argument, NULL, 'L'},
 		{"version", no_argument, NULL, 'V'},
@@ -617,7 +626,8 @@ main(int argc, char **argv)
 	const char **incl = xcalloc((size_t) argc + 1, sizeof(char *));
 	const char **excl = xcalloc((size_t) argc + 1, sizeof(char *));
 	dbm_filter filter = {incl, 0, excl, 0, "dbm"};
-	long jobs = 4, split_rows = DEFAULT_SPLIT_ROWS;
+	long jobs = 4, split_rows = 0;
+	int64_t split_bytes = DEFAULT_SPLIT_BYTES;
 	bool resume = false;
 	int c, rc = 2;
 	PGconn *repl = NULL, *coord = NULL, *dst = NULL;
@@ -658,6 +668,15 @@ main(int argc, char **argv)
 				if (!dbm_parse_long(optarg, 1, LONG_MAX, &split_rows))
 				{
 					dbm_log_error("invalid value \"%s\" for --split-rows", optarg);
+					dbm_log_usage_hint();
+					return 2;
+				}
+				break;
+			case 'z':
+				if (!dbm_parse_size(optarg, 8192, &split_bytes))
+				{
+					dbm_log_error("invalid value \"%s\" for --split-size: expected a size"
+								  " of at least 8kB, like 512MB", optarg);
 					dbm_log_usage_hint();
 					return 2;
 				}
@@ -836,9 +855,14 @@ main(int argc, char **argv)
 			skipped++;
 			continue;
 		}
-		if (jobs > 1 && tuples > split_rows && pages > 1)
+		if (jobs > 1 && pages > 1)
 		{
-			n = (int) ((tuples + split_rows - 1) / split_rows);
+			int64_t by_size = ((int64_t) pages * 8192 + split_bytes - 1) / split_bytes;
+			long by_rows = split_rows > 0 && tuples > split_rows
+				? (tuples + split_rows - 1) / split_rows : 1;
+			n = by_size > MAX_PIECES ? MAX_PIECES : (int) by_size;
+			if (by_rows > n)
+				n = by_rows > MAX_PIECES ? MAX_PIECES : (int) by_rows;
 			if (n > MAX_PIECES)
 				n = MAX_PIECES;
 			if (n > pages)
