@@ -23,6 +23,12 @@
 #define PIPE_CHUNK 1000
 #define PIPE_BYTES (4 << 20) /* parameter bytes in flight before a drain */
 #define INSERT_BATCH 64
+/* A run of at least COPY_MIN_ROWS plain inserts into one table goes as one
+ * COPY (the server's multi-insert path) rather than as multi-row INSERTs;
+ * such a run is sent once it holds COPY_MAX_ROWS rows or COPY_MAX_BYTES. */
+#define COPY_MIN_ROWS 256
+#define COPY_MAX_ROWS 8192
+#define COPY_MAX_BYTES (8 << 20)
 #define FIRST_NORMAL_OID 16384
 
 typedef struct
@@ -826,7 +832,144 @@ get_stmt(dbm_apply *a, amap *m, char op, const char *mask, int nrows)
 	return s->name;
 }
 
-/* Send the pending multi-row insert in chunks of INSERT_BATCH, 8, 1. */
+/* Do the pending inserts go as upserts (replays converge)? */
+static bool
+ins_upsert(const dbm_apply *a, const amap *m)
+{
+	return a->o.converge && m->has_pk;
+}
+
+/* Append a value to COPY text data, escaped. */
+static void
+copy_escape(dbm_buf *b, const char *v)
+{
+	const char *run = v;
+
+	for (;; v++)
+	{
+		char c = *v, e;
+		switch (c)
+		{
+			case '\\': e = '\\'; break;
+			case '\n': e = 'n'; break;
+			case '\r': e = 'r'; break;
+			case '\t': e = 't'; break;
+			case '\0':
+				dbm_buf_append(b, run, (size_t) (v - run));
+				return;
+			default: continue;
+		}
+		dbm_buf_append(b, run, (size_t) (v - run));
+		dbm_buf_putc(b, '\\');
+		dbm_buf_putc(b, e);
+		run = v + 1;
+	}
+}
+
+/* The pending inserts as one COPY: the pipeline is synced and left (COPY
+ * cannot run in it), the rows go as COPY text, then the pipeline resumes;
+ * all in the open transaction. */
+static bool
+copy_inserts(dbm_apply *a, amap *m, int per)
+{
+	dbm_buf sql, data;
+	PGresult *res;
+	bool ok = false, first = true;
+
+	if (PQpipelineSync(a->conn) != 1)
+	{
+		dbm_log_error("could not send to the target: %s", dbm_pg_error(a->conn));
+		return false;
+	}
+	push_item(a, 's', 'S', "sync", NULL);
+	if (!drain(a, 0))
+		return false;
+	if (PQexitPipelineMode(a->conn) != 1)
+	{
+		dbm_log_error("could not leave pipeline mode: %s", dbm_pg_error(a->conn));
+		return false;
+	}
+	dbm_buf_init(&sql);
+	dbm_buf_init(&data);
+	dbm_buf_printf(&sql, "COPY %s (", m->target);
+	for (int c = 0; c < m->ncols; c++)
+		if (a->ins_mask[c] == '1')
+		{
+			dbm_buf_printf(&sql, "%s%s", first ? "" : ", ", m->qcols[c]);
+			first = false;
+		}
+	dbm_buf_puts(&sql, ") FROM STDIN");
+	res = PQexec(a->conn, sql.data);
+	if (PQresultStatus(res) != PGRES_COPY_IN)
+	{
+		dbm_log_error("%s: %s", a->ins_row_where[0], dbm_pg_error(a->conn));
+		PQclear(res);
+		goto out;
+	}
+	PQclear(res);
+	for (int r = 0; r < a->ins_rows; r++)
+	{
+		for (int i = 0; i < per; i++)
+		{
+			int off = a->ins_off[r * per + i];
+			if (i)
+				dbm_buf_putc(&data, '\t');
+			if (off < 0)
+				dbm_buf_puts(&data, "\\N");
+			else
+				copy_escape(&data, a->ins_vals.data + off);
+		}
+		dbm_buf_putc(&data, '\n');
+		if (data.len >= 256 * 1024 || r == a->ins_rows - 1)
+		{
+			if (PQputCopyData(a->conn, data.data, (int) data.len) != 1)
+				break;
+			dbm_buf_reset(&data);
+		}
+	}
+	if (PQputCopyEnd(a->conn, NULL) != 1)
+	{
+		dbm_log_error("%s: could not send to the target: %s", a->ins_row_where[0],
+					  dbm_pg_error(a->conn));
+		goto out;
+	}
+	res = PQgetResult(a->conn);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+	{
+		/* the context says "COPY t, line N[, column c: ...]": row N */
+		const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+		const char *ctx = PQresultErrorField(res, PG_DIAG_CONTEXT);
+		const char *lp = ctx ? strstr(ctx, ", line ") : NULL;
+		const char *w = a->ins_row_where[0];
+		long n = lp ? strtol(lp + 7, NULL, 10) : 0;
+		if (n >= 1 && n <= a->ins_rows)
+			w = a->ins_row_where[n - 1];
+		dbm_log_error("%s: %s", w, msg ? msg : dbm_pg_error(a->conn));
+		PQclear(res);
+		goto out;
+	}
+	PQclear(res);
+	while ((res = PQgetResult(a->conn)) != NULL)
+		PQclear(res);
+	if (PQenterPipelineMode(a->conn) != 1)
+	{
+		dbm_log_error("could not enter pipeline mode: %s", dbm_pg_error(a->conn));
+		goto out;
+	}
+	ok = true;
+out:
+	for (int r = 0; r < a->ins_rows; r++)
+	{
+		free(a->ins_row_where[r]);
+		a->ins_row_where[r] = NULL;
+	}
+	dbm_buf_free(&sql);
+	dbm_buf_free(&data);
+	return ok;
+}
+
+/* Send the pending multi-row insert in chunks of INSERT_BATCH, 8, 1, or as
+ * one COPY. */
 static bool
 flush_inserts(dbm_apply *a)
 {
@@ -843,6 +986,11 @@ flush_inserts(dbm_apply *a)
 	}
 	for (int c = 0; c < m->ncols; c++)
 		per += a->ins_mask[c] == '1';
+	if (per > 0 && a->ins_rows >= COPY_MIN_ROWS && !ins_upsert(a, m))
+	{
+		ok = copy_inserts(a, m, per);
+		done = a->ins_rows;
+	}
 	vals = xcalloc((size_t) per * INSERT_BATCH + 1, sizeof(char *));
 	while (ok && done < a->ins_rows)
 	{
@@ -976,7 +1124,8 @@ dbm_apply_change(dbm_apply *a, const dbm_change *c, const char *where)
 			dup = a->ins_map == m && dbm_keymap_get(&a->ins_keys, kt.data, kt.len) != NULL;
 		}
 		if (dup || a->ins_map != m || strcmp(a->ins_mask ? a->ins_mask : "", mask) != 0 ||
-			a->ins_rows >= INSERT_BATCH * 16)
+			(ins_upsert(a, m) ? a->ins_rows >= INSERT_BATCH * 16
+							  : a->ins_rows >= COPY_MAX_ROWS || a->ins_vals.len >= COPY_MAX_BYTES))
 		{
 			ok = flush_inserts(a);
 			free(a->ins_mask);

@@ -127,6 +127,10 @@ migrated()
 # The stored position of this test's stream ("" when there is none).
 position() { pd_ -c "SELECT lsn FROM dbm.apply_position WHERE stream = '$SLOT'" 2>/dev/null || true; }
 
+# the target's server log from log_mark on
+log_mark() { LOG_POS_D=$(stat -c %s "$DST_DIR/postgres.log"); }
+log_dst() { tail -c +$((LOG_POS_D + 1)) "$DST_DIR/postgres.log"; }
+
 # lsn_le A B: A <= B as LSNs.
 lsn_le() { [ "$(ps_ -c "SELECT '$1'::pg_lsn <= '$2'::pg_lsn")" = t ]; }
 
@@ -386,7 +390,7 @@ END;' 7 400 2
 	in_big_txn()
 	{
 		[ "$(pd_ -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dbm-cdc-apply'
-			AND backend_xid IS NOT NULL AND query LIKE 'INSERT INTO public.t %'")" = 1 ] &&
+			AND backend_xid IS NOT NULL AND (query LIKE 'INSERT INTO public.t %' OR query LIKE 'COPY public.t %')")" = 1 ] &&
 			[ "$(pd_ -c 'SELECT count(*) FROM t')" = 0 ]
 	}
 	dbm_wait_until 20 in_big_txn
@@ -718,6 +722,45 @@ END;' 7 400 2
 	PGOPTIONS=$PINNED migrated typed typed_nk
 	assert_equal "$(pd_ -c 'SELECT count(*) FROM typed_nk')" 5
 	assert_equal "$(pd_ -c 'SELECT count(*) FROM typed_nk WHERE id = 1 AND ch IS NOT NULL AND tstz = $$infinity$$')" 1
+}
+
+@test "a run of inserts into one table goes as one COPY: tabs, newlines, backslashes, a literal \\N and NULLs arrive exact" {
+	both -c 'CREATE TABLE t (id int PRIMARY KEY, v text, a text[], j jsonb, b bytea)' \
+		-c 'CREATE TABLE small (id int PRIMARY KEY, v text)'
+	snap
+	# 1000 rows in one statement, then 3 (multi-row INSERT, not COPY)
+	ps_ -c "INSERT INTO t SELECT g,
+		CASE g % 6 WHEN 0 THEN NULL WHEN 1 THEN E'tab\\there' WHEN 2 THEN E'two\\nlines\\r\\n'
+			WHEN 3 THEN E'back\\\\slash \\\\N \\\\.' WHEN 4 THEN E'\\\\N' ELSE '' END,
+		ARRAY[E'x\\ty', NULL, E'\\\\', '\"q\"'], jsonb_build_object('k', E'v\\n\\t\\\\'),
+		decode(md5(g::text), 'hex') FROM generate_series(1, 1000) g" \
+		-c "INSERT INTO small SELECT g, E'a\\tb' FROM generate_series(1, 3) g"
+	log_mark
+	PGOPTIONS='-c log_statement=all' apply_to "$(src_lsn)"
+	assert_equal "$(log_dst | grep -c 'COPY public.t ("id", "v", "a", "j", "b") FROM STDIN')" 1
+	assert_equal "$(log_dst | grep -c 'COPY public.small')" 0
+	assert_equal "$(pd_ -c "SELECT count(*), count(*) FILTER (WHERE v = E'\\\\N'), count(*) FILTER (WHERE v IS NULL) FROM t")" '1000|167|166'
+	assert_equal "$(dbm_checksum "$D" t)" "$(dbm_checksum "$S" t)"
+	assert_equal "$(dbm_checksum "$D" small)" "$(dbm_checksum "$S" small)"
+	migrated t small
+}
+
+@test "a row of a COPY that the target refuses stops the apply with exit 2 naming its transaction; nothing of it applied" {
+	both -c 'CREATE TABLE t (id int PRIMARY KEY, v text)'
+	pd_ -c "ALTER TABLE t ADD CONSTRAINT no_bad CHECK (v <> 'bad')"
+	snap
+	ps_ -c "INSERT INTO t SELECT g, 'ok' FROM generate_series(1, 10) g"
+	ok_lsn=$(src_lsn)
+	ps_ -c "INSERT INTO t SELECT g, CASE WHEN g = 700 THEN 'bad' ELSE 'ok' END FROM generate_series(11, 1000) g"
+	xid=$(ps_ -c "SELECT xmin FROM t WHERE id = 700")
+	apply_to "$ok_lsn"
+	pos=$(position)
+	apply --stop-at-lsn "$(src_lsn)"
+	assert_failure 2
+	assert_equal "${#stderr_lines[@]}" 1
+	[[ "${stderr_lines[0]}" == "dbm-cdc-apply: error: public.t insert in the transaction committed at "*" (xid $xid): new row for relation \"t\" violates check constraint \"no_bad\"" ]]
+	assert_equal "$(pd_ -c 'SELECT count(*) FROM t')" 10
+	assert_equal "$(position)" "$pos"
 }
 
 # ------------------------------------------------------------ bad input
