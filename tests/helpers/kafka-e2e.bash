@@ -1,0 +1,196 @@
+# Helpers of the end-to-end suites (tests/e2e): a real Kafka broker (KRaft)
+# and Kafka Connect standalone with Debezium's PostgreSQL connector, made by
+# scripts/e2e-kafka.sh, between the throwaway clusters of helpers/common.
+#
+#   load ../helpers/common
+#   load ../helpers/kafka-e2e
+#   setup_file()    { dbm_start_clusters; e2e_start; }  # exports BROKERS CONNECT E2E_DIR
+#   teardown_file() { e2e_stop; dbm_stop_clusters; }
+#
+# The JVMs also stop by themselves when the bats run ends (a watchdog on
+# $BATS_ROOT_PID), whatever happened.  Timings go to the TAP output as
+# "# e2e: ..." lines.
+
+E2E_KAFKA=$REPO_ROOT/scripts/e2e-kafka.sh
+
+# e2e_note TEXT: a comment line in the TAP output.
+e2e_note()
+{
+	echo "# e2e: $*" >&3
+}
+
+# e2e_since START: seconds since START (an $EPOCHREALTIME), one decimal.
+e2e_since()
+{
+	awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'
+}
+
+# Fetch (once: cached), start Kafka and Connect in $BATS_FILE_TMPDIR/kafka.
+e2e_start()
+{
+	local t
+	E2E_DIR=$BATS_FILE_TMPDIR/kafka
+	mkdir -p "$E2E_DIR"
+	export DBM_E2E_OWNER=${BATS_ROOT_PID:-$$}
+	t=$EPOCHREALTIME
+	"$E2E_KAFKA" fetch >/dev/null 2>"$E2E_DIR/fetch.err" || {
+		cat "$E2E_DIR/fetch.err" >&2
+		return 1
+	}
+	if grep -q fetching "$E2E_DIR/fetch.err"; then
+		e2e_note "jars fetched from Maven Central in $(e2e_since "$t") s"
+	else
+		e2e_note "jars cached ($(e2e_since "$t") s)"
+	fi
+	t=$EPOCHREALTIME
+	BROKERS=$("$E2E_KAFKA" start-kafka "$E2E_DIR" 2>>"$E2E_DIR/start.err") || {
+		cat "$E2E_DIR/start.err" >&2
+		return 1
+	}
+	e2e_note "Kafka (KRaft) started in $(e2e_since "$t") s"
+	t=$EPOCHREALTIME
+	CONNECT=$("$E2E_KAFKA" start-connect "$E2E_DIR" "$BROKERS" 2>>"$E2E_DIR/start.err") || {
+		cat "$E2E_DIR/start.err" >&2
+		return 1
+	}
+	e2e_note "Kafka Connect started in $(e2e_since "$t") s"
+	export BROKERS CONNECT E2E_DIR
+}
+
+e2e_stop()
+{
+	local t=$EPOCHREALTIME
+	[[ -n "${E2E_DIR:-}" ]] || return 0
+	"$E2E_KAFKA" stop "$E2E_DIR"
+	e2e_note "Kafka and Connect stopped in $(e2e_since "$t") s"
+}
+
+# e2e_db NAME: the conninfo of database NAME on CONN ($SRC or $DST).
+e2e_db()
+{
+	echo "${1/dbname=postgres/dbname=$2}"
+}
+
+# e2e_port CONNINFO: its port.
+e2e_port()
+{
+	local c=" $1 "
+	c=${c##* port=}
+	echo "${c%% *}"
+}
+
+# e2e_connector NAME SRCCONN [KEY=VALUE]...: a Debezium PostgreSQL
+# connector for the database of SRCCONN: topic prefix, slot and publication
+# NAME (a filtered publication of the tables there now), pgoutput, an
+# initial snapshot; KEY=VALUE pairs are added to its configuration.  Waits
+# until its task runs.
+e2e_connector()
+{
+	local name=$1 conn=$2 db json kv
+	shift 2
+	db=" $conn "
+	db=${db##* dbname=}
+	db=${db%% *}
+	json=$(jq -n --arg name "$name" --arg port "$(e2e_port "$conn")" --arg db "$db" '{
+		"connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+		"tasks.max": "1",
+		"database.hostname": "127.0.0.1", "database.port": $port,
+		"database.user": "postgres", "database.password": "unused", "database.dbname": $db,
+		"topic.prefix": $name, "plugin.name": "pgoutput",
+		"slot.name": $name, "publication.name": $name,
+		"publication.autocreate.mode": "filtered",
+		"schema.include.list": "public", "snapshot.mode": "initial"}')
+	for kv in "$@"; do
+		json=$(jq --arg k "${kv%%=*}" --arg v "${kv#*=}" '.[$k] = $v' <<<"$json")
+	done
+	curl -sSf -X PUT -H 'Content-Type: application/json' --data "$json" \
+		"$CONNECT/connectors/$name/config" >/dev/null || return 1
+	local s deadline=$((SECONDS + 60))
+	while :; do
+		s=$(curl -sf "$CONNECT/connectors/$name/status") || s='{}'
+		jq -e '.tasks[0].state == "RUNNING"' <<<"$s" >/dev/null && return 0
+		if jq -e '.tasks[0].state == "FAILED"' <<<"$s" >/dev/null; then
+			jq -r '.tasks[0].trace' <<<"$s" | head -n 20 >&2
+			echo "e2e_connector: connector $name failed" >&2
+			return 1
+		fi
+		if ((SECONDS >= deadline)); then
+			echo "e2e_connector: connector $name not running after 60 s: $s" >&2
+			return 1
+		fi
+		sleep 0.2
+	done
+}
+
+# e2e_drop_connector NAME SRCCONN: delete the connector, then its slot.
+e2e_drop_connector()
+{
+	local i active
+	curl -sf -X DELETE "$CONNECT/connectors/$1" >/dev/null || true
+	for ((i = 0; i < 150; i++)); do
+		active=$(psql "$2" -XAtq -c "SELECT active FROM pg_replication_slots
+			WHERE slot_name = '$1'") || return 0
+		case $active in
+		t) sleep 0.2 ;;
+		f) psql "$2" -XAtq -c "SELECT pg_drop_replication_slot('$1')" >/dev/null 2>&1 || true ;;
+		*) return 0 ;;
+		esac
+	done
+}
+
+# e2e_sync SRCCONN NAME: return once every change committed in that database
+# so far is in Kafka.  A marker row (table e2e_marker, which every source
+# database has) is updated after them, and the connector's slot must
+# confirm a position past the end of WAL before that update: Debezium
+# confirms a position only after Kafka Connect has committed the offsets of
+# the records up to it, which it does once the broker has acknowledged them.
+e2e_sync()
+{
+	local conn=$1 name=$2 lsn
+	lsn=$(psql "$conn" -XAtq -v ON_ERROR_STOP=1 -c "SELECT pg_current_wal_insert_lsn()") || return 1
+	psql "$conn" -XAtq -v ON_ERROR_STOP=1 -c "UPDATE e2e_marker SET n = n + 1" || return 1
+	dbm_wait_until 120 _e2e_confirmed "$conn" "$name" "$lsn"
+}
+
+_e2e_confirmed()
+{
+	[[ "$(psql "$1" -XAtq -c "SELECT confirmed_flush_lsn >= '$3'
+		FROM pg_replication_slots WHERE slot_name = '$2'")" == t ]]
+}
+
+# e2e_topic_ends PREFIX: the offset of the last message of each non-empty
+# partition of the topics PREFIX.*, as a JSON object {"topic/partition":
+# offset} (what dbm.apply_position.offsets holds once everything is applied).
+e2e_topic_ends()
+{
+	local t
+	for t in $(kcat -b "$BROKERS" -L -J | jq -r --arg p "$1." \
+		'.topics[] | select(.topic | startswith($p)) | .topic' | sort); do
+		kcat -b "$BROKERS" -C -t "$t" -o -1 -e -q -f '%t/%p %o\n'
+	done | jq -R -s 'split("\n") | map(select(length > 0) | split(" ") | {(.[0]): (.[1] | tonumber)}) | add // {}'
+}
+
+# e2e_messages PREFIX: the number of messages in the topics PREFIX.*.
+e2e_messages()
+{
+	e2e_topic_ends "$1" | jq '[.[] | . + 1] | add // 0'
+}
+
+# e2e_checksums CONN: per table of schema public, in name order: name, rows
+# and the sum of hashtextextended(row text) — plain SQL, independent of dbm.
+e2e_checksums()
+{
+	psql "$1" -XAtq -v ON_ERROR_STOP=1 -c "SELECT c.relname || ' ' || (xpath('/row/x/text()',
+		query_to_xml(format('SELECT count(*) || '' '' || coalesce(sum(hashtextextended(t::text, 0)), 0)
+			AS x FROM %I.%I t', n.nspname, c.relname), false, true, '')))[1]::text
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY c.relname"
+}
+
+# e2e_schema SRCCONN DSTCONN: the source's schema on the target (pg_dump
+# --schema-only, publications left out).
+e2e_schema()
+{
+	pg_dump --schema-only --no-publications --no-subscriptions "$1" |
+		psql "$2" -XAq -v ON_ERROR_STOP=1 >/dev/null
+}
