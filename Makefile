@@ -97,3 +97,11 @@ install: all
 
 clean:
 	rm -rf $(B)
+
+# the end-to-end tier: a real Kafka broker and Debezium's connector on Kafka
+# Connect, fetched from Maven Central and cached (scripts/e2e-kafka.sh)
+.PHONY: test-e2e
+test-e2e:
+	@scripts/setup.sh --e2e
+	@$(MAKE) --no-print-directory all
+	@scripts/run-tests.sh tests/e2e/*.bats

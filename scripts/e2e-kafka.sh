@@ -39,6 +39,8 @@
 # Environment:
 #   DBM_E2E_CACHE   the cache (default ~/.cache/dbm-e2e)
 #   DBM_E2E_HEAP    maximum heap of each JVM (default 384m)
+#   DBM_E2E_JAVA_OPTS  other JVM options (default -XX:+UseSerialGC
+#                   -XX:TieredStopAtLevel=1: quick starts on 2 cores)
 #   DBM_E2E_OWNER   a pid: the JVMs started are stopped when it ends (a
 #                   watchdog per JVM), so a killed test run leaks nothing
 #   JAVA_HOME       the JVM to use (default: java on PATH)
@@ -52,6 +54,7 @@ DEBEZIUM_VERSION=2.7.4.Final
 
 CACHE=${DBM_E2E_CACHE:-$HOME/.cache/dbm-e2e}
 HEAP=${DBM_E2E_HEAP:-384m}
+JAVA_OPTS=${DBM_E2E_JAVA_OPTS:--XX:+UseSerialGC -XX:TieredStopAtLevel=1}
 KAFKA_LIB=$CACHE/kafka-$KAFKA_VERSION
 DBZ_PLUGINS=$CACHE/debezium-postgres-$DEBEZIUM_VERSION
 JAVA=java
@@ -245,8 +248,8 @@ jvm()
 	local name=$1 dir=$2
 	shift 2
 	log4j "$dir/$name.log" >"$dir/$name-log4j.properties"
-	(cd "$dir" && exec "$JAVA" -Xms32m -Xmx"$HEAP" -XX:+UseSerialGC \
-		-XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
+	# shellcheck disable=SC2086 # options, split on purpose
+	(cd "$dir" && exec "$JAVA" -Xms32m -Xmx"$HEAP" $JAVA_OPTS -Djava.awt.headless=true \
 		-Dlog4j.configuration="file:$dir/$name-log4j.properties" \
 		-Ddbm.e2e.dir="$dir" -cp "$KAFKA_LIB/*" "$@") \
 		</dev/null >"$dir/$name.out" 2>&1 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &

@@ -3,6 +3,9 @@
 # Idempotent and silent when everything is already installed; prints one
 # "setup: installing ..." line otherwise.  Exit 2 when packages are missing
 # and we cannot install them (not root and no sudo).
+#
+#   scripts/setup.sh          what make test, make demo and make bench need
+#   scripts/setup.sh --e2e    and what the end-to-end tier needs (make test-e2e)
 set -euo pipefail
 
 PACKAGES=(
@@ -15,6 +18,11 @@ PACKAGES=(
 	# peers and tools for the benchmarks
 	pgcopydb postgresql-comparator hyperfine
 )
+# the end-to-end tier: a JVM for Kafka, Kafka Connect and Debezium, Maven to
+# fetch them (scripts/e2e-kafka.sh), curl for Connect's REST API
+if [[ "${1:-}" == --e2e ]]; then
+	PACKAGES+=(default-jre-headless maven curl)
+fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
