@@ -63,6 +63,7 @@ typedef struct
 	amap *map;
 	char **rows; /* multi-row insert: where each row came from, or NULL */
 	int nrows, per;
+	size_t bytes; /* parameter bytes sent with it */
 } item;
 
 struct dbm_apply
@@ -86,7 +87,8 @@ struct dbm_apply
 	int *ins_off;	   /* offset per value, -1 for NULL */
 	int ins_cap;
 	char ins_where[112];
-	char **ins_row_where; /* where each pending row came from */
+	dbm_buf ins_wbuf;	  /* where each pending row came from, */
+	size_t *ins_woff;	  /* at these offsets (rows of one origin share) */
 	int ins_row_cap;
 	dbm_keymap ins_keys; /* converge mode: keys in the pending insert */
 
@@ -149,6 +151,7 @@ dbm_apply_open(const dbm_apply_opts *o)
 
 	a->o = *o;
 	dbm_buf_init(&a->ins_vals);
+	dbm_buf_init(&a->ins_wbuf);
 	dbm_keymap_init(&a->ins_keys);
 	if ((a->cat = dbm_pg_connect(o->conninfo, o->appname)) == NULL ||
 		(a->conn = dbm_pg_connect(o->conninfo, o->appname)) == NULL)
@@ -582,7 +585,14 @@ push_item(dbm_apply *a, char kind, char op, const char *where, amap *m)
 	it->map = m;
 	it->rows = NULL;
 	it->nrows = it->per = 0;
-	snprintf(it->where, sizeof(it->where), "%s", where ? where : "");
+	it->bytes = 0;
+	{
+		size_t l = where ? strlen(where) : 0;
+		if (l >= sizeof(it->where))
+			l = sizeof(it->where) - 1;
+		memcpy(it->where, where ? where : "", l);
+		it->where[l] = '\0';
+	}
 	return it;
 }
 
@@ -604,6 +614,8 @@ drain(dbm_apply *a, int keep)
 	{
 		item *it = &a->items[a->first_item++];
 		PGresult *res = PQgetResult(a->conn);
+
+		a->inflight_bytes -= it->bytes;
 		ExecStatusType st = PQresultStatus(res);
 
 		if (res == NULL)
@@ -652,9 +664,7 @@ drain(dbm_apply *a, int keep)
 							 it->where);
 		}
 		PQclear(res);
-		for (int r = 0; r < it->nrows; r++)
-			free(it->rows[r]);
-		free(it->rows);
+		free(it->rows); /* one block, strings included */
 		it->rows = NULL;
 		it->nrows = 0;
 		/* the NULL that ends this statement's results */
@@ -670,6 +680,14 @@ drain(dbm_apply *a, int keep)
 	{
 		a->first_item = a->nitems = 0;
 		a->inflight_bytes = 0;
+	}
+	else if (a->first_item >= 4096 && a->first_item >= a->nitems - a->first_item)
+	{
+		/* a long transaction: the items still in flight move to the front */
+		memmove(a->items, a->items + a->first_item,
+				sizeof(item) * (size_t) (a->nitems - a->first_item));
+		a->nitems -= a->first_item;
+		a->first_item = 0;
 	}
 	return ok;
 }
@@ -692,9 +710,20 @@ send_prepared(dbm_apply *a, const char *name, int n, const char *const *vals,
 	it->per = per;
 	for (int i = 0; i < n; i++)
 		if (vals[i])
-			a->inflight_bytes += strlen(vals[i]);
-	if (a->nitems - a->first_item >= PIPE_CHUNK || a->inflight_bytes >= PIPE_BYTES)
-		return drain(a, 0);
+			it->bytes += strlen(vals[i]);
+	a->inflight_bytes += it->bytes;
+	/* read the older half of what is in flight: the server keeps the
+	 * younger half to work on meanwhile */
+	if (a->nitems - a->first_item >= PIPE_CHUNK)
+		return drain(a, PIPE_CHUNK / 2);
+	if (a->inflight_bytes >= PIPE_BYTES)
+	{
+		int keep = a->nitems - a->first_item;
+		size_t b = a->inflight_bytes;
+		for (int i = a->first_item; i < a->nitems && b > PIPE_BYTES / 2; i++, keep--)
+			b -= a->items[i].bytes;
+		return drain(a, keep);
+	}
 	return true;
 }
 
@@ -832,6 +861,40 @@ get_stmt(dbm_apply *a, amap *m, char op, const char *mask, int nrows)
 	return s->name;
 }
 
+/* Where pending row r came from. */
+static const char *
+row_where(const dbm_apply *a, int r)
+{
+	return a->ins_wbuf.data + a->ins_woff[r];
+}
+
+/* Where rows first..first+n-1 came from, in one block to free. */
+static char **
+row_wheres(const dbm_apply *a, int first, int n)
+{
+	size_t bytes = 0;
+	char **rows, *p;
+
+	for (int r = 0; r < n; r++)
+		if (r == 0 || a->ins_woff[first + r] != a->ins_woff[first + r - 1])
+			bytes += strlen(row_where(a, first + r)) + 1;
+	rows = xmalloc(sizeof(char *) * (size_t) n + bytes);
+	p = (char *) (rows + n);
+	for (int r = 0; r < n; r++)
+	{
+		if (r == 0 || a->ins_woff[first + r] != a->ins_woff[first + r - 1])
+		{
+			size_t l = strlen(row_where(a, first + r)) + 1;
+			memcpy(p, row_where(a, first + r), l);
+			rows[r] = p;
+			p += l;
+		}
+		else
+			rows[r] = rows[r - 1];
+	}
+	return rows;
+}
+
 /* Do the pending inserts go as upserts (replays converge)? */
 static bool
 ins_upsert(const dbm_apply *a, const amap *m)
@@ -902,7 +965,7 @@ copy_inserts(dbm_apply *a, amap *m, int per)
 	res = PQexec(a->conn, sql.data);
 	if (PQresultStatus(res) != PGRES_COPY_IN)
 	{
-		dbm_log_error("%s: %s", a->ins_row_where[0], dbm_pg_error(a->conn));
+		dbm_log_error("%s: %s", row_where(a, 0), dbm_pg_error(a->conn));
 		PQclear(res);
 		goto out;
 	}
@@ -929,7 +992,7 @@ copy_inserts(dbm_apply *a, amap *m, int per)
 	}
 	if (PQputCopyEnd(a->conn, NULL) != 1)
 	{
-		dbm_log_error("%s: could not send to the target: %s", a->ins_row_where[0],
+		dbm_log_error("%s: could not send to the target: %s", row_where(a, 0),
 					  dbm_pg_error(a->conn));
 		goto out;
 	}
@@ -940,10 +1003,10 @@ copy_inserts(dbm_apply *a, amap *m, int per)
 		const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
 		const char *ctx = PQresultErrorField(res, PG_DIAG_CONTEXT);
 		const char *lp = ctx ? strstr(ctx, ", line ") : NULL;
-		const char *w = a->ins_row_where[0];
+		const char *w = row_where(a, 0);
 		long n = lp ? strtol(lp + 7, NULL, 10) : 0;
 		if (n >= 1 && n <= a->ins_rows)
-			w = a->ins_row_where[n - 1];
+			w = row_where(a, (int) n - 1);
 		dbm_log_error("%s: %s", w, msg ? msg : dbm_pg_error(a->conn));
 		PQclear(res);
 		goto out;
@@ -958,11 +1021,6 @@ copy_inserts(dbm_apply *a, amap *m, int per)
 	}
 	ok = true;
 out:
-	for (int r = 0; r < a->ins_rows; r++)
-	{
-		free(a->ins_row_where[r]);
-		a->ins_row_where[r] = NULL;
-	}
 	dbm_buf_free(&sql);
 	dbm_buf_free(&data);
 	return ok;
@@ -1010,12 +1068,7 @@ flush_inserts(dbm_apply *a)
 		{
 			/* the rows' origins go with the statement, to name the row a
 			 * server error is about */
-			char **rows = xmalloc(sizeof(char *) * (size_t) n);
-			for (int r = 0; r < n; r++)
-			{
-				rows[r] = a->ins_row_where[done + r];
-				a->ins_row_where[done + r] = NULL;
-			}
+			char **rows = row_wheres(a, done, n);
 			ok = send_prepared(a, name, n * per, vals, 'I', rows[0], m, rows, n, per);
 		}
 		done += n;
@@ -1024,6 +1077,7 @@ flush_inserts(dbm_apply *a)
 	a->ins_map = NULL;
 	a->ins_rows = 0;
 	dbm_buf_reset(&a->ins_vals);
+	dbm_buf_reset(&a->ins_wbuf);
 	if (a->ins_keys.n > 0)
 	{
 		dbm_keymap_free(&a->ins_keys);
@@ -1145,10 +1199,15 @@ dbm_apply_change(dbm_apply *a, const dbm_change *c, const char *where)
 		if (a->ins_rows >= a->ins_row_cap)
 		{
 			a->ins_row_cap = a->ins_row_cap ? a->ins_row_cap * 2 : 64;
-			a->ins_row_where = xrealloc(a->ins_row_where,
-										sizeof(char *) * (size_t) a->ins_row_cap);
+			a->ins_woff = xrealloc(a->ins_woff, sizeof(size_t) * (size_t) a->ins_row_cap);
 		}
-		a->ins_row_where[a->ins_rows] = xstrdup(where);
+		if (a->ins_rows > 0 && strcmp(row_where(a, a->ins_rows - 1), where) == 0)
+			a->ins_woff[a->ins_rows] = a->ins_woff[a->ins_rows - 1];
+		else
+		{
+			a->ins_woff[a->ins_rows] = a->ins_wbuf.len;
+			dbm_buf_append(&a->ins_wbuf, where, strlen(where) + 1);
+		}
 		a->ins_rows++;
 		a->txn_rows++;
 		free(mask);
@@ -1376,9 +1435,8 @@ dbm_apply_close(dbm_apply *a)
 	free(a->items);
 	free(a->ins_mask);
 	free(a->ins_off);
-	for (int r = 0; r < a->ins_rows; r++)
-		free(a->ins_row_where[r]);
-	free(a->ins_row_where);
+	free(a->ins_woff);
+	dbm_buf_free(&a->ins_wbuf);
 	dbm_buf_free(&a->ins_vals);
 	dbm_keymap_free(&a->ins_keys);
 	free(a);

@@ -20,6 +20,16 @@
 #define DBZ_POS_INFINITY INT64_C(9223372036825200000)
 #define DBZ_NEG_INFINITY INT64_C(-9223372036832400000)
 
+/* A whole number as a new string. */
+static char *
+int_str(int64_t v)
+{
+	dbm_buf b;
+	dbm_buf_init(&b);
+	dbm_buf_put_int(&b, v, 0);
+	return b.data;
+}
+
 static void
 seterr(char *err, size_t n, const char *fmt, const char *a, const char *b)
 {
@@ -184,20 +194,29 @@ dbm_date_from_days(int64_t days, dbm_buf *out)
 	int64_t m = mp < 10 ? mp + 3 : mp - 9;
 
 	y += m <= 2;
+	dbm_buf_put_int(out, y <= 0 ? 1 - y : y, 4);
+	dbm_buf_putc(out, '-');
+	dbm_buf_put_int(out, m, 2);
+	dbm_buf_putc(out, '-');
+	dbm_buf_put_int(out, d, 2);
 	if (y <= 0)
-		dbm_buf_printf(out, "%04" PRId64 "-%02" PRId64 "-%02" PRId64 " BC", 1 - y, m, d);
-	else
-		dbm_buf_printf(out, "%04" PRId64 "-%02" PRId64 "-%02" PRId64, y, m, d);
+		dbm_buf_puts(out, " BC");
 }
 
 void
 dbm_time_from_us(int64_t us, dbm_buf *out)
 {
 	int64_t s = floordiv(us, 1000000), frac = us - s * 1000000;
-	dbm_buf_printf(out, "%02" PRId64 ":%02" PRId64 ":%02" PRId64, s / 3600, (s / 60) % 60,
-				   s % 60);
+	dbm_buf_put_int(out, s / 3600, 2);
+	dbm_buf_putc(out, ':');
+	dbm_buf_put_int(out, (s / 60) % 60, 2);
+	dbm_buf_putc(out, ':');
+	dbm_buf_put_int(out, s % 60, 2);
 	if (frac)
-		dbm_buf_printf(out, ".%06" PRId64, frac);
+	{
+		dbm_buf_putc(out, '.');
+		dbm_buf_put_int(out, frac, 6);
+	}
 }
 
 void
@@ -306,7 +325,7 @@ put_scalar_text(json_t *v, dbm_buf *out)
 	if (json_is_string(v))
 		dbm_buf_append(out, json_string_value(v), json_string_length(v));
 	else if (json_is_integer(v))
-		dbm_buf_printf(out, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		dbm_buf_put_int(out, (int64_t) json_integer_value(v), 0);
 	else if (json_is_real(v))
 		dbm_double_text(json_real_value(v), out);
 	else if (json_is_true(v))
@@ -333,9 +352,20 @@ col_precision(const char *tname)
 static void
 bytes_to_bytea(const char *raw, size_t n, dbm_buf *out)
 {
-	dbm_buf_puts(out, "\\x");
+	static const char hex[] = "0123456789abcdef";
+	char *p;
+
+	dbm_buf_reserve(out, 2 + 2 * n);
+	p = out->data + out->len;
+	*p++ = '\\';
+	*p++ = 'x';
 	for (size_t i = 0; i < n; i++)
-		dbm_buf_printf(out, "%02x", (unsigned char) raw[i]);
+	{
+		*p++ = hex[(unsigned char) raw[i] >> 4];
+		*p++ = hex[(unsigned char) raw[i] & 15];
+	}
+	*p = '\0';
+	out->len += 2 + 2 * n;
 }
 
 static bool conv(json_t *v, json_t *field, const char *tname, const dbm_decode_opts *o,
@@ -918,7 +948,7 @@ decode_dbm(json_t *msg, dbm_event *ev, char *err, size_t errlen)
 		/* the source transaction, so it is applied whole */
 		json_t *xid = json_object_get(msg, "xid");
 		if (json_is_integer(xid))
-			ev->txid = xasprintf("%" JSON_INTEGER_FORMAT, json_integer_value(xid));
+			ev->txid = int_str((int64_t) json_integer_value(xid));
 		else if (json_is_string(xid))
 			ev->txid = xstrdup(json_string_value(xid));
 	}
@@ -995,7 +1025,7 @@ decode_dms(json_t *msg, const dbm_decode_opts *o, dbm_event *ev, char *err, size
 		ev->oldo = NULL;
 	txid = json_integer_value(json_object_get(md, "transaction-id"));
 	if (txid)
-		ev->txid = xasprintf("%" JSON_INTEGER_FORMAT, txid);
+		ev->txid = int_str((int64_t) txid);
 	if (!json_is_object(ev->newo))
 	{
 		snprintf(err, errlen, "AWS DMS data record without data");
@@ -1105,7 +1135,7 @@ dbm_decode_event(json_t *msg, const dbm_decode_opts *o, dbm_event *ev, char *err
 		if (json_is_integer(lsn))
 			ev->lsn = (uint64_t) json_integer_value(lsn);
 		if (json_is_integer(tx))
-			ev->txid = xasprintf("%" JSON_INTEGER_FORMAT, json_integer_value(tx));
+			ev->txid = int_str((int64_t) json_integer_value(tx));
 	}
 	ev->newo = json_object_get(payload, "after");
 	ev->oldo = json_object_get(payload, "before");

@@ -11,6 +11,23 @@
 
 static const char *progname = "dbm";
 static bool log_json = false;
+/* errors of this thread kept here instead of printed, when set */
+static _Thread_local char *held_error;
+static _Thread_local bool holding;
+
+void
+dbm_log_hold_errors(bool on)
+{
+	holding = on;
+}
+
+char *
+dbm_log_take_held_error(void)
+{
+	char *e = held_error;
+	held_error = NULL;
+	return e;
+}
 
 void
 dbm_log_init(const char *name)
@@ -44,6 +61,12 @@ emit(const char *level, const char *fmt, va_list ap)
 	size_t n = strlen(msg);
 	while (n > 0 && msg[n - 1] == ' ')
 		msg[--n] = '\0';
+	if (holding && strcmp(level, "error") == 0)
+	{
+		if (held_error == NULL) /* the first one is the one */
+			held_error = strdup(msg);
+		return;
+	}
 
 	flockfile(stderr);
 	if (log_json)

@@ -136,16 +136,46 @@ void
 dbm_buf_printf(dbm_buf *b, const char *fmt, ...)
 {
 	va_list ap;
+	size_t room;
+	int n;
+
+	dbm_buf_reserve(b, 63);
+	room = b->cap - b->len;
 	va_start(ap, fmt);
-	int n = vsnprintf(NULL, 0, fmt, ap);
+	n = vsnprintf(b->data + b->len, room, fmt, ap);
 	va_end(ap);
 	if (n < 0)
+	{
+		b->data[b->len] = '\0';
 		return;
-	dbm_buf_reserve(b, (size_t) n);
-	va_start(ap, fmt);
-	vsnprintf(b->data + b->len, (size_t) n + 1, fmt, ap);
-	va_end(ap);
+	}
+	if ((size_t) n >= room)
+	{
+		dbm_buf_reserve(b, (size_t) n);
+		va_start(ap, fmt);
+		vsnprintf(b->data + b->len, (size_t) n + 1, fmt, ap);
+		va_end(ap);
+	}
 	b->len += (size_t) n;
+}
+
+void
+dbm_buf_put_int(dbm_buf *b, int64_t v, int width)
+{
+	char tmp[24];
+	int i = (int) sizeof(tmp);
+	uint64_t u = v < 0 ? (uint64_t) 0 - (uint64_t) v : (uint64_t) v;
+
+	do
+	{
+		tmp[--i] = (char) ('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	while ((int) sizeof(tmp) - i < width && i > 1)
+		tmp[--i] = '0';
+	if (v < 0)
+		tmp[--i] = '-';
+	dbm_buf_append(b, tmp + i, sizeof(tmp) - (size_t) i);
 }
 
 bool

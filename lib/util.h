@@ -34,6 +34,8 @@ void dbm_buf_reserve(dbm_buf *b, size_t extra);
 void dbm_buf_append(dbm_buf *b, const char *s, size_t n);
 void dbm_buf_puts(dbm_buf *b, const char *s);
 void dbm_buf_putc(dbm_buf *b, char c);
+/* Append v in decimal, zero-padded to at least width digits. */
+void dbm_buf_put_int(dbm_buf *b, int64_t v, int width);
 void dbm_buf_printf(dbm_buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

@@ -20,6 +20,7 @@
 #include <fnmatch.h>
 #include <getopt.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,6 +108,10 @@ typedef struct
 	int64_t last_progress;
 	uint64_t last_progress_rows;
 	dbm_buf where;
+	const dbm_srcrel *where_rel; /* what where holds */
+	const char *where_op;
+	uint64_t where_lsn;
+	uint32_t where_xid;
 } cdc;
 
 static void
@@ -329,10 +334,19 @@ static const char *
 where(cdc *c, const dbm_srcrel *r, const char *op)
 {
 	char lsn[32];
+
+	/* the same as the last change's, mostly */
+	if (c->where_rel == r && c->where_op == op && c->where_lsn == c->begin.final_lsn &&
+		c->where_xid == c->begin.xid && c->where.len > 0)
+		return c->where.data;
 	dbm_lsn_format(c->begin.final_lsn, lsn);
 	dbm_buf_reset(&c->where);
 	dbm_buf_printf(&c->where, "%s %s in the transaction committed at %s (xid %u)",
 				   r ? r->qname : "", op, lsn, c->begin.xid);
+	c->where_rel = r;
+	c->where_op = op;
+	c->where_lsn = c->begin.final_lsn;
+	c->where_xid = c->begin.xid;
 	return c->where.data;
 }
 
@@ -434,6 +448,7 @@ handle(cdc *c, const char *msg, size_t len)
 
 		case 'R': /* Relation */
 		{
+			c->where_rel = NULL; /* a relation may come back at the same address */
 			dbm_srcrel *r = dbm_pgo_relation(&rd), *old;
 			if (r == NULL)
 				goto bad;
@@ -834,122 +849,348 @@ commit_file(cdc *c, long line)
 	return true;
 }
 
+/* ---- lines read and parsed by a thread of their own ----
+ *
+ * Parsing JSON is most of the client's work on change events: a reader
+ * thread reads the lines and parses them into events, in batches, while
+ * the main thread converts and applies the batch before; the order of the
+ * lines is kept. */
+
+#define PARSE_BATCH 256
+#define PARSE_QUEUE 16 /* batches parsed ahead */
+
+typedef struct
+{
+	long line;
+	json_t *msg;
+	dbm_event ev;
+	char *err;	/* the line could not be parsed: why */
+	char *text; /* ... and the line itself, for the dead-letter file */
+} parsed;
+
+typedef struct
+{
+	parsed v[PARSE_BATCH];
+	int n;
+	int end_rc; /* last batch: 0 end of input, -1 read error (end_err) */
+	char *end_err;
+	bool last;
+} pbatch;
+
+typedef struct
+{
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	pbatch *q[PARSE_QUEUE];
+	int head, count;
+	bool stop, finished;
+	dbm_jsonl_reader r;
+	long skip_until;
+	const dbm_decode_opts *dec;
+	dbm_schema_cache *cache;
+} preader;
+
+static void
+parsed_clear(parsed *p)
+{
+	json_decref(p->msg);
+	dbm_event_clear(&p->ev);
+	free(p->err);
+	free(p->text);
+	memset(p, 0, sizeof(*p));
+}
+
+static void
+pbatch_free(pbatch *b)
+{
+	if (b == NULL)
+		return;
+	for (int i = 0; i < b->n; i++)
+		parsed_clear(&b->v[i]);
+	free(b->end_err);
+	free(b);
+}
+
+/* Hand a batch over; false when told to stop. */
+static bool
+preader_put(preader *p, pbatch *b)
+{
+	bool ok;
+	pthread_mutex_lock(&p->mu);
+	while (p->count == PARSE_QUEUE && !p->stop)
+		pthread_cond_wait(&p->cv, &p->mu);
+	ok = !p->stop;
+	if (ok)
+	{
+		p->q[(p->head + p->count) % PARSE_QUEUE] = b;
+		p->count++;
+		pthread_cond_broadcast(&p->cv);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return ok;
+}
+
+static void *
+preader_main(void *arg)
+{
+	preader *p = arg;
+	pbatch *b = xcalloc(1, sizeof(*b));
+	int rc;
+
+	dbm_log_hold_errors(true);
+	while ((rc = dbm_jsonl_next_line(&p->r)) == 1)
+	{
+		parsed *x;
+		char err[512];
+
+		if (p->r.line <= p->skip_until)
+			continue;
+		x = &b->v[b->n++];
+		x->line = p->r.line;
+		if (!dbm_decode_parse(p->cache, p->r.buf.data, p->r.buf.len, &x->msg, err,
+							  sizeof(err)) ||
+			!dbm_decode_event(x->msg, p->dec, &x->ev, err, sizeof(err)))
+		{
+			x->err = xstrdup(err);
+			x->text = xstrndup(p->r.buf.data, p->r.buf.len);
+		}
+		if (b->n == PARSE_BATCH)
+		{
+			if (!preader_put(p, b))
+			{
+				pbatch_free(b);
+				b = NULL;
+				break;
+			}
+			b = xcalloc(1, sizeof(*b));
+		}
+	}
+	if (b)
+	{
+		b->last = true;
+		b->end_rc = rc;
+		b->end_err = rc < 0 ? dbm_log_take_held_error() : NULL;
+		if (!preader_put(p, b))
+			pbatch_free(b);
+	}
+	pthread_mutex_lock(&p->mu);
+	p->finished = true;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+/* The next batch, in order; NULL when a signal came first and the caller
+ * may stop (between source transactions). Waits in steps to notice. */
+static pbatch *
+preader_get(preader *p, bool may_stop)
+{
+	pbatch *b = NULL;
+	pthread_mutex_lock(&p->mu);
+	while (p->count == 0 && !(may_stop && stop_requested))
+	{
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 200 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L)
+		{
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+	}
+	if (p->count > 0)
+	{
+		b = p->q[p->head];
+		p->head = (p->head + 1) % PARSE_QUEUE;
+		p->count--;
+		pthread_cond_broadcast(&p->cv);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return b;
+}
+
+/* Stop the reader. A reader still blocked reading (stdin that sends
+ * nothing) is left behind with what it uses: the process ends soon. */
+static void
+preader_end(preader *p)
+{
+	bool finished;
+	int64_t until = dbm_now_ms() + 200;
+
+	pthread_mutex_lock(&p->mu);
+	p->stop = true;
+	pthread_cond_broadcast(&p->cv);
+	while (!p->finished && dbm_now_ms() < until)
+	{
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 20 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L)
+		{
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+	}
+	finished = p->finished;
+	pthread_mutex_unlock(&p->mu);
+	if (!finished)
+	{
+		pthread_detach(p->th);
+		return;
+	}
+	pthread_join(p->th, NULL);
+	while (p->count > 0)
+	{
+		pbatch_free(p->q[p->head]);
+		p->head = (p->head + 1) % PARSE_QUEUE;
+		p->count--;
+	}
+	dbm_schema_cache_free(p->cache);
+	dbm_jsonl_close(&p->r);
+	pthread_cond_destroy(&p->cv);
+	pthread_mutex_destroy(&p->mu);
+	free(p);
+}
+
 /* Change events from a file or stdin: Debezium, AWS DMS or dbm lines. */
 static stop_reason
 run_file(cdc *c)
 {
-	dbm_jsonl_reader r;
+	preader *p = xcalloc(1, sizeof(*p));
+	pbatch *b = NULL;
 	dbm_evapply *e;
-	json_t *msg;
-	int rc;
-	long skip_until = 0, last = 0;
+	long last = 0;
 	char *cur_txid = NULL;
 	FILE *dl = NULL;
 	stop_reason why = STOP_ERROR;
-	char where[600];
-	dbm_schema_cache *cache = NULL;
+	const char *name = strcmp(c->input, "-") == 0 ? "stdin" : c->input;
+	dbm_buf wbuf;
+	const char *where;
+	bool eof = false;
 
-	if (!dbm_jsonl_open(&r, c->input))
+	if (!dbm_jsonl_open(&p->r, c->input))
+	{
+		free(p);
 		return STOP_ERROR;
-	r.allow_null = true;
+	}
+	p->r.allow_null = true;
 	if (c->ap && !c->print && strcmp(c->input, "-") != 0)
 	{
 		/* a file applied before continues after its last committed line */
 		char *lsn = NULL, *offsets = NULL;
 		if (!dbm_apply_get_position(c->ap, &lsn, &offsets))
 		{
-			dbm_jsonl_close(&r);
+			dbm_jsonl_close(&p->r);
+			free(p);
 			return STOP_ERROR;
 		}
 		if (offsets)
 		{
 			json_t *o = json_loads(offsets, 0, NULL);
 			if (json_is_integer(json_object_get(o, "line")))
-				skip_until = (long) json_integer_value(json_object_get(o, "line"));
+				p->skip_until = (long) json_integer_value(json_object_get(o, "line"));
 			json_decref(o);
 		}
 		free(lsn);
 		free(offsets);
 	}
-	e = dbm_evapply_new(c->ap, &c->dec, c->schema, c->print);
-	cache = dbm_schema_cache_new();
-	c->batch_started = dbm_now_ms();
-	while ((rc = dbm_jsonl_next_line(&r)) == 1)
+	p->dec = &c->dec;
+	p->cache = dbm_schema_cache_new();
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	if (pthread_create(&p->th, NULL, preader_main, p) != 0)
 	{
-		dbm_event ev;
-		char err[512];
-		bool boundary;
-
-		if (r.line <= skip_until)
-			continue;
-		snprintf(where, sizeof(where), "%s:%ld", strcmp(c->input, "-") == 0 ? "stdin" : c->input,
-				 r.line);
-		memset(&ev, 0, sizeof(ev));
-		if (!dbm_decode_parse(cache, r.buf.data, r.buf.len, &msg, err, sizeof(err)) ||
-			!dbm_decode_event(msg, &c->dec, &ev, err, sizeof(err)))
-		{
-			bool ok = c->dead_letter && dead_letter(c, &dl, where, err, r.buf.data);
-			json_decref(msg);
-			dbm_event_clear(&ev);
-			if (!ok)
-			{
-				if (!c->dead_letter)
-					dbm_log_error("%s: %s", where, err);
-				goto out;
-			}
-			continue;
-		}
-		/* source transactions stay whole: commit only between them */
-		boundary = ev.txid == NULL || cur_txid == NULL || strcmp(ev.txid, cur_txid) != 0;
-		if (boundary && c->stop_lsn && ev.lsn > c->stop_lsn)
-		{
-			/* past the bound: what came before is all there is to do */
-			json_decref(msg);
-			dbm_event_clear(&ev);
-			why = commit_file(c, last) ? STOP_LSN : STOP_ERROR;
-			goto out;
-		}
-		if (boundary)
-		{
-			if (stop_requested)
-			{
-				json_decref(msg);
-				dbm_event_clear(&ev);
-				why = commit_file(c, last) ? STOP_SIGNAL : STOP_ERROR;
-				goto out;
-			}
-			if (c->ap && ((long) dbm_apply_pending_rows(c->ap) >= c->batch_rows ||
-						  dbm_now_ms() - c->batch_started >= c->batch_ms) &&
-				!commit_file(c, last))
-			{
-				json_decref(msg);
-				dbm_event_clear(&ev);
-				goto out;
-			}
-			free(cur_txid);
-			cur_txid = ev.txid ? xstrdup(ev.txid) : NULL;
-		}
-		if (!dbm_evapply_event(e, &ev, where))
-		{
-			json_decref(msg);
-			dbm_event_clear(&ev);
-			goto out;
-		}
-		if (ev.kind == DBM_EV_COMMIT)
-		{
-			free(cur_txid);
-			cur_txid = NULL;
-		}
-		last = r.line;
-		c->last_data = dbm_now_ms();
-		json_decref(msg);
-		dbm_event_clear(&ev);
-		if (!progress(c, false))
-			goto out;
+		dbm_log_error("could not start a thread");
+		exit(2);
 	}
-	if (rc == 0)
-		why = commit_file(c, last) ? STOP_EOF : STOP_ERROR;
+	e = dbm_evapply_new(c->ap, &c->dec, c->schema, c->print);
+	dbm_buf_init(&wbuf);
+	c->batch_started = dbm_now_ms();
+	while (!eof)
+	{
+		if ((b = preader_get(p, cur_txid == NULL)) == NULL)
+		{
+			/* a signal while waiting for input: stop between transactions */
+			why = commit_file(c, last) ? STOP_SIGNAL : STOP_ERROR;
+			goto out;
+		}
+		for (int i = 0; i < b->n; i++)
+		{
+			parsed *x = &b->v[i];
+			dbm_event *ev = &x->ev;
+			bool boundary;
+
+			dbm_buf_reset(&wbuf);
+			dbm_buf_puts(&wbuf, name);
+			dbm_buf_putc(&wbuf, ':');
+			dbm_buf_put_int(&wbuf, x->line, 0);
+			where = wbuf.data;
+			if (x->err)
+			{
+				bool ok = c->dead_letter && dead_letter(c, &dl, where, x->err, x->text);
+				if (!ok)
+				{
+					if (!c->dead_letter)
+						dbm_log_error("%s: %s", where, x->err);
+					goto out;
+				}
+				continue;
+			}
+			/* source transactions stay whole: commit only between them */
+			boundary = ev->txid == NULL || cur_txid == NULL || strcmp(ev->txid, cur_txid) != 0;
+			if (boundary && c->stop_lsn && ev->lsn > c->stop_lsn)
+			{
+				/* past the bound: what came before is all there is to do */
+				why = commit_file(c, last) ? STOP_LSN : STOP_ERROR;
+				goto out;
+			}
+			if (boundary)
+			{
+				if (stop_requested)
+				{
+					why = commit_file(c, last) ? STOP_SIGNAL : STOP_ERROR;
+					goto out;
+				}
+				if (c->ap && ((long) dbm_apply_pending_rows(c->ap) >= c->batch_rows ||
+							  dbm_now_ms() - c->batch_started >= c->batch_ms) &&
+					!commit_file(c, last))
+					goto out;
+				free(cur_txid);
+				cur_txid = ev->txid ? xstrdup(ev->txid) : NULL;
+			}
+			if (!dbm_evapply_event(e, ev, where))
+				goto out;
+			if (ev->kind == DBM_EV_COMMIT)
+			{
+				free(cur_txid);
+				cur_txid = NULL;
+			}
+			last = x->line;
+			c->last_data = dbm_now_ms();
+			parsed_clear(x);
+			if (!progress(c, false))
+				goto out;
+		}
+		if (b->last)
+		{
+			eof = true;
+			if (b->end_rc < 0)
+			{
+				/* a read error, after every line before it */
+				if (b->end_err)
+					dbm_log_error("%s", b->end_err);
+				goto out;
+			}
+		}
+		pbatch_free(b);
+		b = NULL;
+	}
+	why = commit_file(c, last) ? STOP_EOF : STOP_ERROR;
 out:
+	pbatch_free(b);
 	{
 		uint64_t changes, skipped;
 		dbm_evapply_counts(e, &changes, &skipped);
@@ -959,10 +1200,10 @@ out:
 	/* what is not committed goes with the connection */
 	dbm_evapply_free(why == STOP_ERROR ? NULL : e);
 	free(cur_txid);
-	dbm_schema_cache_free(cache);
+	dbm_buf_free(&wbuf);
 	if (dl)
 		fclose(dl);
-	dbm_jsonl_close(&r);
+	preader_end(p);
 	return why;
 }
 
@@ -985,6 +1226,7 @@ typedef struct
 	int nparts;
 	bool failed;
 	bool dirty; /* changes applied since the last commit */
+	bool check_done; /* a partition got done or the assignment changed */
 } kctx;
 
 static kpart *
@@ -1081,6 +1323,7 @@ rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list
 	{
 		/* --until-idle counts from having partitions, not from the join */
 		k->c->last_data = dbm_now_ms();
+		k->check_done = true;
 		if (!seek_stored(k, parts))
 			k->failed = true;
 		if (cooperative)
@@ -1098,6 +1341,7 @@ rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list
 		kpart *p = kpart_get(k, parts->elems[i].topic, parts->elems[i].partition);
 		p->done = true; /* not ours any more */
 	}
+	k->check_done = true;
 	if (cooperative)
 		rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
 	else
@@ -1209,7 +1453,9 @@ run_kafka(cdc *c)
 			why = commit_kafka(&k) ? STOP_SIGNAL : STOP_ERROR;
 			goto out;
 		}
-		if (c->stop_lsn && all_done(&k))
+		/* asked only when a partition is done or the assignment changed:
+		 * librdkafka answers on its main thread */
+		if (c->stop_lsn && k.check_done && !(k.check_done = false) && all_done(&k))
 		{
 			why = commit_kafka(&k) ? STOP_LSN : STOP_ERROR;
 			goto out;
@@ -1238,7 +1484,10 @@ run_kafka(cdc *c)
 			if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
 			{
 				if (c->stop_lsn)
+				{
 					kpart_get(&k, rd_kafka_topic_name(m->rkt), m->partition)->done = true;
+					k.check_done = true;
+				}
 			}
 			else if (m->err != RD_KAFKA_RESP_ERR__TRANSPORT &&
 					 m->err != RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
@@ -1298,6 +1547,7 @@ run_kafka(cdc *c)
 			{
 				/* past the bound: this partition is finished */
 				p->done = true;
+				k.check_done = true;
 				ok = true;
 			}
 			else
