@@ -116,6 +116,7 @@ e2e_connector()
 		fi
 		if ((SECONDS >= deadline)); then
 			echo "e2e_connector: connector $name not running after 60 s: $s" >&2
+			e2e_log_tail
 			return 1
 		fi
 		sleep 0.2
@@ -146,16 +147,32 @@ e2e_drop_connector()
 # the records up to it, which it does once the broker has acknowledged them.
 e2e_sync()
 {
-	local conn=$1 name=$2 lsn
+	local conn=$1 name=$2 lsn s deadline=$((SECONDS + 120))
 	lsn=$(psql "$conn" -XAtq -v ON_ERROR_STOP=1 -c "SELECT pg_current_wal_insert_lsn()") || return 1
 	psql "$conn" -XAtq -v ON_ERROR_STOP=1 -c "UPDATE e2e_marker SET n = n + 1" || return 1
-	dbm_wait_until 120 _e2e_confirmed "$conn" "$name" "$lsn"
+	until [[ "$(psql "$conn" -XAtq -c "SELECT confirmed_flush_lsn >= '$lsn'
+		FROM pg_replication_slots WHERE slot_name = '$name'")" == t ]]; do
+		# no point waiting for a worker or a task that is gone
+		s=$(curl -sf "$CONNECT/connectors/$name/status") || s=
+		if [[ -z "$s" ]] || jq -e '.tasks[0].state == "FAILED"' <<<"$s" >/dev/null ||
+			((SECONDS >= deadline)); then
+			echo "e2e_sync: $name has not confirmed $lsn; connector: ${s:-no answer}" >&2
+			e2e_log_tail
+			return 1
+		fi
+		sleep 0.1
+	done
 }
 
-_e2e_confirmed()
+# e2e_log_tail: the last warnings and errors of Connect and the broker.
+e2e_log_tail()
 {
-	[[ "$(psql "$1" -XAtq -c "SELECT confirmed_flush_lsn >= '$3'
-		FROM pg_replication_slots WHERE slot_name = '$2'")" == t ]]
+	local f
+	for f in "$E2E_DIR/connect.log" "$E2E_DIR/kafka.log"; do
+		[[ -f "$f" ]] || continue
+		echo "--- last warnings and errors of $f" >&2
+		grep -E '^\[[^]]*\] (WARN|ERROR)' "$f" | grep -v CloudEventsConverter | tail -n 10 >&2
+	done
 }
 
 # e2e_topic_ends PREFIX: the offset of the last message of each non-empty
