@@ -271,7 +271,7 @@ doc_body() { echo "(SELECT string_agg(md5($1 || ':' || i), '') FROM generate_ser
 	e2e_connector "$NAME" "$S"
 	e2e_sync "$S" "$NAME"
 
-	pgbench -n -c 2 -T 8 -f "$OUT/txn.sql" "$S" >"$OUT/pgbench.out" 2>&1 3>&- &
+	pgbench -n -c 2 -T 12 -f "$OUT/txn.sql" "$S" >"$OUT/pgbench.out" 2>&1 3>&- &
 	local pgbench_pid=$! i last=0 n src
 	PIDS+=($pgbench_pid)
 	for i in 1 2; do
