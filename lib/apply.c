@@ -64,6 +64,7 @@ typedef struct
 	char **rows; /* multi-row insert: where each row came from, or NULL */
 	int nrows, per;
 	size_t bytes; /* parameter bytes sent with it */
+	uint64_t txn_rows; /* COMMIT: the rows it commits */
 } item;
 
 struct dbm_apply
@@ -93,9 +94,9 @@ struct dbm_apply
 	dbm_keymap ins_keys; /* converge mode: keys in the pending insert */
 
 	uint64_t txn_rows;
+	int txn_first; /* index of the open transaction's BEGIN in items */
 	size_t inflight_bytes;
 	dbm_apply_stats st;
-	uint64_t txn_missed;
 
 	/* copy positions from dbm-snapshot */
 	char **copy_names;
@@ -586,6 +587,7 @@ push_item(dbm_apply *a, char kind, char op, const char *where, amap *m)
 	it->rows = NULL;
 	it->nrows = it->per = 0;
 	it->bytes = 0;
+	it->txn_rows = 0;
 	{
 		size_t l = where ? strlen(where) : 0;
 		if (l >= sizeof(it->where))
@@ -601,6 +603,9 @@ static bool
 drain(dbm_apply *a, int keep)
 {
 	bool ok = true;
+
+	if (keep < 0)
+		keep = 0;
 
 	if (a->nitems - a->first_item > keep && a->items[a->nitems - 1].kind != 's')
 	{
@@ -657,13 +662,19 @@ drain(dbm_apply *a, int keep)
 		else if (it->kind == 'q' && (it->op == 'U' || it->op == 'D') &&
 				 strcmp(PQcmdTuples(res), "0") == 0)
 		{
-			a->txn_missed++;
+			a->st.missed++;
 			if (it->map && it->map->warned_missed++ == 0)
 				dbm_log_warn("%s: no row found on the target (further misses of"
 							 " this table counted, not logged)",
 							 it->where);
 		}
 		PQclear(res);
+		if (it->op == 'C')
+		{
+			/* a commit confirmed */
+			a->st.rows += it->txn_rows;
+			a->st.transactions++;
+		}
 		free(it->rows); /* one block, strings included */
 		it->rows = NULL;
 		it->nrows = 0;
@@ -679,6 +690,7 @@ drain(dbm_apply *a, int keep)
 	if (a->first_item == a->nitems)
 	{
 		a->first_item = a->nitems = 0;
+		a->txn_first = 0;
 		a->inflight_bytes = 0;
 	}
 	else if (a->first_item >= 4096 && a->first_item >= a->nitems - a->first_item)
@@ -687,6 +699,7 @@ drain(dbm_apply *a, int keep)
 		memmove(a->items, a->items + a->first_item,
 				sizeof(item) * (size_t) (a->nitems - a->first_item));
 		a->nitems -= a->first_item;
+		a->txn_first -= a->first_item;
 		a->first_item = 0;
 	}
 	return ok;
@@ -742,10 +755,10 @@ begin_txn(dbm_apply *a)
 		dbm_log_error("could not send to the target: %s", dbm_pg_error(a->conn));
 		return false;
 	}
+	a->txn_first = a->nitems;
 	push_item(a, 'q', 'B', "BEGIN on the target", NULL);
 	a->in_txn = true;
 	a->txn_rows = 0;
-	a->txn_missed = 0;
 	return true;
 }
 
@@ -1382,7 +1395,7 @@ dbm_apply_commit(dbm_apply *a, const char *lsn, const char *offsets)
 	}
 	if (ok)
 	{
-		push_item(a, 'q', 'C', "COMMIT on the target", NULL);
+		push_item(a, 'q', 'C', "COMMIT on the target", NULL)->txn_rows = a->txn_rows;
 		ok = PQpipelineSync(a->conn) == 1;
 	}
 	if (!ok)
@@ -1391,14 +1404,20 @@ dbm_apply_commit(dbm_apply *a, const char *lsn, const char *offsets)
 		return false;
 	}
 	push_item(a, 's', 'S', "sync", NULL);
-	if (!drain(a, 0))
-		return false;
 	a->in_txn = false;
-	a->st.rows += a->txn_rows;
-	a->st.missed += a->txn_missed;
-	a->st.transactions++;
 	a->txn_rows = 0;
+	/* with overlap, this transaction's statements stay in flight */
+	if (!drain(a, a->o.overlap ? a->nitems - (a->txn_first > a->first_item
+												  ? a->txn_first : a->first_item)
+							   : 0))
+		return false;
 	return true;
+}
+
+bool
+dbm_apply_wait(dbm_apply *a)
+{
+	return drain(a, 0);
 }
 
 bool

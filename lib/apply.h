@@ -18,6 +18,9 @@ typedef struct
 	bool converge;		/* replays converge: upsert, delete if exists */
 	const char *origin; /* replication origin of the target session */
 	bool catalog_only;	/* read the target's catalog, write nothing (--print) */
+	bool overlap;		/* dbm_apply_commit waits for the commit before, not its
+						 * own: the next batch is built while the server works;
+						 * dbm_apply_wait before trusting the last one */
 } dbm_apply_opts;
 
 typedef struct dbm_apply dbm_apply;
@@ -62,8 +65,11 @@ bool dbm_apply_unmap(dbm_apply *a, dbm_srcrel *r);
 bool dbm_apply_change(dbm_apply *a, const dbm_change *c, const char *where);
 bool dbm_apply_truncate(dbm_apply *a, dbm_srcrel **rels, int n, bool cascade,
 						bool restart, const char *where);
-/* Write the position and commit everything queued. */
+/* Write the position and commit everything queued; waits for that commit
+ * (with overlap: for the one before). */
 bool dbm_apply_commit(dbm_apply *a, const char *lsn, const char *offsets);
+/* Wait for every commit sent; false after logging when one failed. */
+bool dbm_apply_wait(dbm_apply *a);
 bool dbm_apply_in_txn(dbm_apply *a);
 uint64_t dbm_apply_pending_rows(dbm_apply *a);
 void dbm_apply_get_stats(dbm_apply *a, dbm_apply_stats *s);

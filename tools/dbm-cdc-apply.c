@@ -868,13 +868,14 @@ typedef struct
 	char *text; /* ... and the line itself, for the dead-letter file */
 } parsed;
 
-typedef struct
+typedef struct pbatch
 {
 	parsed v[PARSE_BATCH];
 	int n;
 	int end_rc; /* last batch: 0 end of input, -1 read error (end_err) */
 	char *end_err;
 	bool last;
+	struct pbatch *next; /* on the list of batches to reuse */
 } pbatch;
 
 typedef struct
@@ -884,6 +885,8 @@ typedef struct
 	pthread_cond_t cv;
 	pbatch *q[PARSE_QUEUE];
 	int head, count;
+	pbatch *reuse; /* applied batches, emptied by the reader: what it
+					* allocated is freed by it, which malloc does best */
 	bool stop, finished;
 	dbm_jsonl_reader r;
 	long skip_until;
@@ -931,11 +934,41 @@ preader_put(preader *p, pbatch *b)
 	return ok;
 }
 
+/* An empty batch: an applied one emptied, or a new one. */
+static pbatch *
+preader_batch(preader *p)
+{
+	pbatch *b;
+
+	pthread_mutex_lock(&p->mu);
+	b = p->reuse;
+	if (b)
+		p->reuse = b->next;
+	pthread_mutex_unlock(&p->mu);
+	if (b == NULL)
+		return xcalloc(1, sizeof(*b));
+	for (int i = 0; i < b->n; i++)
+		parsed_clear(&b->v[i]);
+	b->n = 0;
+	b->next = NULL;
+	return b;
+}
+
+/* The main thread is done with a batch. */
+static void
+preader_recycle(preader *p, pbatch *b)
+{
+	pthread_mutex_lock(&p->mu);
+	b->next = p->reuse;
+	p->reuse = b;
+	pthread_mutex_unlock(&p->mu);
+}
+
 static void *
 preader_main(void *arg)
 {
 	preader *p = arg;
-	pbatch *b = xcalloc(1, sizeof(*b));
+	pbatch *b = preader_batch(p);
 	int rc;
 
 	dbm_log_hold_errors(true);
@@ -963,7 +996,7 @@ preader_main(void *arg)
 				b = NULL;
 				break;
 			}
-			b = xcalloc(1, sizeof(*b));
+			b = preader_batch(p);
 		}
 	}
 	if (b)
@@ -1047,6 +1080,12 @@ preader_end(preader *p)
 		pbatch_free(p->q[p->head]);
 		p->head = (p->head + 1) % PARSE_QUEUE;
 		p->count--;
+	}
+	while (p->reuse)
+	{
+		pbatch *b = p->reuse;
+		p->reuse = b->next;
+		pbatch_free(b);
 	}
 	dbm_schema_cache_free(p->cache);
 	dbm_jsonl_close(&p->r);
@@ -1170,7 +1209,6 @@ run_file(cdc *c)
 			}
 			last = x->line;
 			c->last_data = dbm_now_ms();
-			parsed_clear(x);
 			if (!progress(c, false))
 				goto out;
 		}
@@ -1185,12 +1223,15 @@ run_file(cdc *c)
 				goto out;
 			}
 		}
-		pbatch_free(b);
+		preader_recycle(p, b);
 		b = NULL;
 	}
 	why = commit_file(c, last) ? STOP_EOF : STOP_ERROR;
 out:
 	pbatch_free(b);
+	/* the last commit confirmed before anything is reported */
+	if (why != STOP_ERROR && c->ap && !c->print && !dbm_apply_wait(c->ap))
+		why = STOP_ERROR;
 	{
 		uint64_t changes, skipped;
 		dbm_evapply_counts(e, &changes, &skipped);
@@ -1334,7 +1375,7 @@ rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list
 	}
 	/* partitions leave: what was applied from them is committed first, so
 	 * their next owner starts right after it */
-	if (!commit_kafka(k))
+	if (!commit_kafka(k) || !dbm_apply_wait(k->c->ap))
 		k->failed = true;
 	for (int i = 0; i < parts->cnt; i++)
 	{
@@ -1573,6 +1614,9 @@ run_kafka(cdc *c)
 		}
 	}
 out:
+	/* the last commit confirmed before anything is reported */
+	if (why != STOP_ERROR && !dbm_apply_wait(c->ap))
+		why = STOP_ERROR;
 	{
 		uint64_t changes = 0, skipped = 0;
 		if (k.e)
@@ -1820,6 +1864,7 @@ main(int argc, char **argv)
 								 .schema = c.schema,
 								 .stream = c.stream,
 								 .converge = true,
+								 .overlap = true,
 								 .origin = NULL};
 			if (c.origin_name == NULL && !no_origin)
 				c.origin_name = origin_buf = xasprintf("dbm_%s", c.stream);
