@@ -46,7 +46,11 @@ $(B)/lib:
 setup:
 	@scripts/setup.sh
 
-test: setup
+# every tier: unit tests, the bats suites on real PostgreSQL, pgbouncer and
+# librdkafka's mock cluster, then the end-to-end tier (real Kafka and
+# Debezium from Maven Central, cached after the first run)
+test:
+	@scripts/setup.sh --e2e
 	@$(MAKE) --no-print-directory all
 	@scripts/run-tests.sh
 

@@ -1170,6 +1170,19 @@ dbm_apply_change(dbm_apply *a, const dbm_change *c, const char *where)
 	{
 		int per = 0;
 		for (int i = 0; i < n; i++)
+			if (c->newv[i].kind == DBM_VAL_UNCHANGED)
+			{
+				/* a new row whose value did not travel (Debezium's create
+				 * after a key change of a row with an unchanged TOASTed
+				 * value): writing it without the value would lose it */
+				dbm_log_error("%s: column %s of %s: a new row without its value (the"
+							  " unchanged-TOAST placeholder); it cannot be recovered from"
+							  " the stream: give the source table REPLICA IDENTITY FULL",
+							  where, m->qcols[i], m->target);
+				free(mask);
+				return false;
+			}
+		for (int i = 0; i < n; i++)
 		{
 			mask[i] = c->newv[i].kind == DBM_VAL_UNCHANGED ? '0' : '1';
 			per += mask[i] == '1';

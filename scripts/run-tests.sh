@@ -4,7 +4,8 @@
 # line is "N passed, N failed".  Exit 1 when anything failed, including a
 # runner that crashed or stopped short of its plan.
 #
-#   scripts/run-tests.sh                     everything
+#   scripts/run-tests.sh                     everything (tests/*.bats, then
+#                                            the end-to-end tier tests/e2e)
 #   scripts/run-tests.sh tests/hash.bats ... only these bats files
 set -uo pipefail
 
@@ -53,7 +54,7 @@ else
 		echo "# unit tests: build/unit-tests not built, skipped"
 	fi
 	shopt -s nullglob
-	suites=(tests/*.bats)
+	suites=(tests/*.bats tests/e2e/*.bats)
 	shopt -u nullglob
 fi
 

@@ -532,6 +532,20 @@ Try "dbm-cdc-apply --help" for more information.'
 	assert_equal "$(pd_ -c "SELECT * FROM big")" '1|3|long text|{x,y}|{"a": 1}'
 }
 
+@test "a new row carrying the unchanged-TOAST placeholder (a key change under REPLICA IDENTITY DEFAULT) exits 2 naming file:line and column; nothing of its batch committed" {
+	pd_ -c "CREATE TABLE big (id int PRIMARY KEY, v int, body text)"
+	{
+		dbz c null '{"id":1,"v":1,"body":"long text"}' big 700
+		dbz d '{"id":1,"v":null,"body":null}' null big 701
+		dbz c null "{\"id\":101,\"v\":1,\"body\":\"$P\"}" big 701
+	} >"$OUT/newkey.jsonl"
+	apply "$OUT/newkey.jsonl"
+	assert_failure 2
+	assert_equal "$output" ""
+	assert_equal "$stderr" "dbm-cdc-apply: error: $OUT/newkey.jsonl:3: column \"body\" of public.big: a new row without its value (the unchanged-TOAST placeholder); it cannot be recovered from the stream: give the source table REPLICA IDENTITY FULL"
+	assert_equal "$(pd_ -c "SELECT count(*) FROM big")" 0
+}
+
 @test "the unchanged-TOAST placeholder of a bytea column (its bytes in base64) is never written" {
 	pd_ -c "CREATE TABLE big (id int PRIMARY KEY, v int, blob bytea)"
 	pb=$(printf %s "$P" | base64 -w0)
