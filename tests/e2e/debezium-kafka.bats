@@ -401,10 +401,9 @@ doc_body() { echo "(SELECT string_agg(md5($1 || ':' || i), '') FROM generate_ser
 	assert_failure 2
 	assert_equal "${#stderr_lines[@]}" 1
 	[[ "${stderr_lines[0]}" == "dbm-cdc-apply: error: $NAME.public.tdoc/"*": column \"body\" of public.tdoc: a new row without its value (the unchanged-TOAST placeholder); it cannot be recovered from the stream: give the source table REPLICA IDENTITY FULL" ]]
-	# no row 101 without its body (the delete of row 1 is in another
-	# partition: it may or may not have been applied before)
+	# no row 101 without its body (nothing of that batch is committed: with
+	# the partitions' order, what else it held varies)
 	assert_equal "$(pd_ -c "SELECT count(*) FROM tdoc WHERE id = 101")" 0
-	assert_equal "$(pd_ -c "SELECT length(body) FROM tdoc WHERE id = 2")" 102400
 }
 
 @test "more column types (infinities, money, network, bit, point, ranges, xml, citext, ltree, ISO intervals) come out exact" {
