@@ -281,18 +281,32 @@ field_name(json_t *field)
 }
 
 static json_t *
-find_field(json_t *fields, const char *col)
+find_field(json_t *fields, const char *col, size_t *hint)
 {
 	size_t i;
 	json_t *f;
 
 	if (!json_is_array(fields))
 		return NULL;
+	/* fields come in the order of the row's keys: the next one, mostly,
+	 * or one of the next few (NULL values do not ask) */
+	for (size_t k = *hint; k < *hint + 4 && (f = json_array_get(fields, k)) != NULL; k++)
+	{
+		const char *name = json_string_value(json_object_get(f, "field"));
+		if (name && strcmp(name, col) == 0)
+		{
+			*hint = k + 1;
+			return f;
+		}
+	}
 	json_array_foreach(fields, i, f)
 	{
 		const char *name = json_string_value(json_object_get(f, "field"));
 		if (name && strcmp(name, col) == 0)
+		{
+			*hint = i + 1;
 			return f;
+		}
 	}
 	return NULL;
 }
@@ -798,6 +812,8 @@ dbm_decode_row(const dbm_srcrel *r, json_t *row, json_t *fields,
 	const char *key;
 	json_t *v;
 	size_t *offs = xcalloc((size_t) r->ncols + 1, sizeof(size_t));
+	size_t fhint = 0;
+	int next = 0; /* the column after the last one found */
 	bool ok = true;
 
 	dbm_buf_reset(arena);
@@ -810,9 +826,13 @@ dbm_decode_row(const dbm_srcrel *r, json_t *row, json_t *fields,
 	json_object_foreach(row, key, v)
 	{
 		int c = -1;
+		/* keys come in the table's column order, mostly */
+		if (next < r->ncols && strcmp(r->cols[next], key) == 0)
+			c = next;
 		for (int i = 0; i < r->ncols && c < 0; i++)
 			if (strcmp(r->cols[i], key) == 0)
 				c = i;
+		next = c + 1;
 		if (c < 0)
 		{
 			seterr(err, errlen, "column \"%s\" is missing on the target%s", key, "");
@@ -827,7 +847,7 @@ dbm_decode_row(const dbm_srcrel *r, json_t *row, json_t *fields,
 		if (unavailable(v))
 			continue; /* the target keeps what it has */
 		offs[c] = arena->len;
-		if (!conv(v, find_field(fields, key), r->tnames ? r->tnames[c] : NULL, o, arena, err,
+		if (!conv(v, find_field(fields, key, &fhint), r->tnames ? r->tnames[c] : NULL, o, arena, err,
 				  errlen, key))
 		{
 			ok = false;

@@ -22,6 +22,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,7 +94,13 @@ typedef struct
 
 	/* positions */
 	uint64_t start_lsn;	  /* applied before this run */
-	uint64_t flushed_lsn; /* committed on the target */
+	uint64_t flushed_lsn; /* committed on the target, confirmed */
+	/* a batch whose COMMIT is sent but not confirmed yet (the apply
+	 * overlaps it with the next batch) */
+	bool pending;
+	uint64_t pend_lsn;
+	int64_t pend_time;
+	int pend_txns;
 	uint64_t server_lsn;  /* the server's end of WAL as last seen */
 	int64_t applied_commit_time;
 	int64_t last_data;	  /* monotonic ms of the last transaction data */
@@ -229,6 +236,32 @@ find_rel(cdc *c, uint32_t id)
 	return NULL;
 }
 
+/* The pending batch is committed: what the slot may forget moves on. */
+static void
+confirmed(cdc *c)
+{
+	if (!c->pending)
+		return;
+	c->flushed_lsn = c->pend_lsn;
+	c->applied_commit_time = c->pend_time;
+	c->applied_txns += (uint64_t) c->pend_txns;
+	c->pending = false;
+}
+
+/* Wait for the pending batch's commit. */
+static bool
+settle(cdc *c)
+{
+	if (!c->pending)
+		return true;
+	if (c->ap && !dbm_apply_wait(c->ap))
+		return false;
+	confirmed(c);
+	return send_feedback(c, false);
+}
+
+/* Commit the batch. The apply waits for the batch before (overlap): that
+ * one is confirmed now, this one is pending. */
 static bool
 commit_batch(cdc *c)
 {
@@ -239,10 +272,14 @@ commit_batch(cdc *c)
 	dbm_lsn_format(c->batch_end_lsn, lsn);
 	if (c->ap && !dbm_apply_commit(c->ap, lsn, NULL))
 		return false; /* errors have already been logged */
-	c->flushed_lsn = c->batch_end_lsn;
-	c->applied_commit_time = c->batch_commit_time;
-	c->applied_txns += (uint64_t) c->batch_txns;
+	confirmed(c);
+	c->pending = true;
+	c->pend_lsn = c->batch_end_lsn;
+	c->pend_time = c->batch_commit_time;
+	c->pend_txns = c->batch_txns;
 	c->batch_txns = 0;
+	if (c->ap == NULL)
+		confirmed(c);
 	return send_feedback(c, false);
 }
 
@@ -633,6 +670,8 @@ handle(cdc *c, const char *msg, size_t len)
 			}
 			if (c->skip_txn && (!c->ap || !dbm_apply_in_txn(c->ap)) && c->batch_txns == 0)
 			{
+				if (!settle(c))
+					return false;
 				/* nothing pending: the skipped transaction counts as done */
 				if (cm.end_lsn > c->flushed_lsn && cm.end_lsn > c->start_lsn)
 					c->flushed_lsn = cm.end_lsn;
@@ -665,7 +704,7 @@ bad:
 }
 
 static stop_reason
-stream(cdc *c)
+stream_changes(cdc *c)
 {
 	for (;;)
 	{
@@ -678,15 +717,16 @@ stream(cdc *c)
 				return commit_batch(c) ? STOP_SIGNAL : STOP_ERROR;
 			if (c->stop_now)
 			{
-				if (!commit_batch(c))
+				if (!commit_batch(c) || !settle(c))
 					return STOP_ERROR;
 				/* everything before the stop position is applied */
 				if (c->flushed_lsn < c->stop_lsn)
 					c->flushed_lsn = c->stop_lsn;
 				return STOP_LSN;
 			}
-			if (c->stop_lsn && c->flushed_lsn >= c->stop_lsn && c->batch_txns == 0)
-				return STOP_LSN;
+			if (c->stop_lsn && c->batch_txns == 0 &&
+				(c->pending ? c->pend_lsn : c->flushed_lsn) >= c->stop_lsn)
+				return settle(c) ? STOP_LSN : STOP_ERROR;
 		}
 		r = PQgetCopyData(c->repl, &buf, 1);
 		if (r == 0)
@@ -694,8 +734,9 @@ stream(cdc *c)
 			struct pollfd pfd = {PQsocket(c->repl), POLLIN, 0};
 			int64_t now = dbm_now_ms();
 
-			/* nothing buffered: commit what is complete rather than wait */
-			if (!c->in_txn && c->batch_txns > 0 && !commit_batch(c))
+			/* nothing buffered: commit what is complete rather than wait,
+			 * and see it confirmed */
+			if (!c->in_txn && ((c->batch_txns > 0 && !commit_batch(c)) || !settle(c)))
 				return STOP_ERROR;
 			if (c->stop_lsn && !c->in_txn && c->flushed_lsn >= c->stop_lsn)
 				return STOP_LSN;
@@ -750,7 +791,14 @@ stream(cdc *c)
 			 * applied, so that much is flushed */
 			if (!c->in_txn && c->batch_txns == 0 && end > c->flushed_lsn &&
 				end >= c->start_lsn)
+			{
+				if (!settle(c))
+				{
+					PQfreemem(buf);
+					return STOP_ERROR;
+				}
 				c->flushed_lsn = end;
+			}
 			if (reply && !send_feedback(c, false))
 			{
 				PQfreemem(buf);
@@ -775,6 +823,16 @@ stream(cdc *c)
 		}
 		PQfreemem(buf);
 	}
+}
+
+/* Every way out of the stream leaves nothing pending. */
+static stop_reason
+stream(cdc *c)
+{
+	stop_reason why = stream_changes(c);
+	if (why != STOP_ERROR && !settle(c))
+		why = STOP_ERROR;
+	return why;
 }
 
 static bool
@@ -972,6 +1030,7 @@ preader_main(void *arg)
 	int rc;
 
 	dbm_log_hold_errors(true);
+	prctl(PR_SET_NAME, "dbm-cdc-reader", 0, 0, 0); /* for top and perf */
 	while ((rc = dbm_jsonl_next_line(&p->r)) == 1)
 	{
 		parsed *x;
@@ -1929,6 +1988,7 @@ main(int argc, char **argv)
 							 .schema = c.schema,
 							 .stream = c.stream,
 							 .converge = false,
+							 .overlap = true,
 							 .origin = NULL};
 		char *lsn = NULL, *offsets = NULL;
 		if ((c.ap = dbm_apply_open(&ao)) == NULL ||
