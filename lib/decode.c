@@ -1222,6 +1222,7 @@ typedef struct
 
 struct dbm_schema_cache
 {
+	int last; /* the entry used last */
 	schema_ent e[SCHEMA_CACHE];
 	uint64_t tick;
 };
@@ -1373,6 +1374,7 @@ cached_schema(dbm_schema_cache *c, const char *s, size_t len, char *err, size_t 
 		if (e->schema && e->hash == h && e->len == len && memcmp(e->text, s, len) == 0)
 		{
 			e->used = ++c->tick;
+			c->last = i;
 			return json_incref(e->schema);
 		}
 		if (c->e[i].used < c->e[victim].used)
@@ -1386,7 +1388,61 @@ cached_schema(dbm_schema_cache *c, const char *s, size_t len, char *err, size_t 
 	free(c->e[victim].text);
 	json_decref(c->e[victim].schema);
 	c->e[victim] = (schema_ent){h, xstrndup(s, len), len, json_incref(schema), ++c->tick};
+	c->last = victim;
 	return schema;
+}
+
+/* The common case, {"schema":S,"payload":{...}} with S the schema of the
+ * message before: S is compared, not scanned, and the payload is parsed
+ * where it starts, once. false: not that case (nothing is made). */
+static bool
+fast_envelope(dbm_schema_cache *c, const char *text, size_t len, json_t **out)
+{
+	const char *p = text, *end = text + len;
+	schema_ent *e = &c->e[c->last];
+	json_error_t jerr;
+	json_t *payload;
+
+	if (e->schema == NULL)
+		return false;
+	p = skip_ws(p, end);
+	if (p >= end || *p != '{')
+		return false;
+	p = skip_ws(p + 1, end);
+	if (end - p < 8 || memcmp(p, "\"schema\"", 8) != 0)
+		return false;
+	p = skip_ws(p + 8, end);
+	if (p >= end || *p != ':')
+		return false;
+	p = skip_ws(p + 1, end);
+	/* a complete JSON value: the same bytes end where it ends */
+	if ((size_t) (end - p) < e->len || memcmp(p, e->text, e->len) != 0)
+		return false;
+	p = skip_ws(p + e->len, end);
+	if (p >= end || *p != ',')
+		return false;
+	p = skip_ws(p + 1, end);
+	if (end - p < 9 || memcmp(p, "\"payload\"", 9) != 0)
+		return false;
+	p = skip_ws(p + 9, end);
+	if (p >= end || *p != ':')
+		return false;
+	p = skip_ws(p + 1, end);
+	if (p >= end || *p != '{')
+		return false;
+	if ((payload = json_loadb(p, (size_t) (end - p), JSON_DISABLE_EOF_CHECK, &jerr)) == NULL)
+		return false;
+	p = skip_ws(p + jerr.position, end);
+	if (p >= end || *p != '}' || skip_ws(p + 1, end) != end)
+	{
+		json_decref(payload);
+		return false;
+	}
+	e->used = ++c->tick;
+	*out = json_object();
+	json_object_set_new(*out, "schema", json_incref(e->schema));
+	json_object_set_new(*out, "payload", payload);
+	return true;
 }
 
 bool
@@ -1403,6 +1459,8 @@ dbm_decode_parse(dbm_schema_cache *c, const char *text, size_t len, json_t **out
 		*out = json_null(); /* an empty Kafka message: a tombstone */
 		return true;
 	}
+	if (c && fast_envelope(c, text, len, out))
+		return true;
 	if (c && split_envelope(text, len, &s, &slen, &pl, &plen))
 	{
 		json_t *schema = cached_schema(c, s, slen, err, errlen), *payload;
