@@ -317,6 +317,77 @@ is_type(const char *tname, const char *prefix)
 	return tname && strncmp(tname, prefix, strlen(prefix)) == 0;
 }
 
+/* Debezium's PostgreSQL connector turns the date 'infinity' into day
+ * -622191234 and '-infinity' into -625821272 (seen with 2.7.4): far outside
+ * PostgreSQL's dates, so they can only be those. */
+#define DBZ_DATE_POS_INFINITY INT64_C(-622191234)
+#define DBZ_DATE_NEG_INFINITY INT64_C(-625821272)
+
+static void
+date_text(int64_t days, dbm_buf *out)
+{
+	if (days == DBZ_DATE_POS_INFINITY)
+		dbm_buf_puts(out, "infinity");
+	else if (days == DBZ_DATE_NEG_INFINITY)
+		dbm_buf_puts(out, "-infinity");
+	else
+		dbm_date_from_days(days, out);
+}
+
+/* Is the target column an hstore (in whatever schema the extension is)? */
+static bool
+is_hstore(const char *tname)
+{
+	size_t n = tname ? strlen(tname) : 0;
+	return n >= 6 && strcmp(tname + n - 6, "hstore") == 0 && (n == 6 || tname[n - 7] == '.');
+}
+
+static void put_scalar_text(json_t *v, dbm_buf *out);
+
+/* A JSON object of strings (or NULLs) as hstore text: "k"=>"v", "k"=>NULL. */
+static void
+hstore_text(json_t *obj, dbm_buf *out)
+{
+	const char *k;
+	json_t *v;
+	bool first = true;
+
+	json_object_foreach(obj, k, v)
+	{
+		const char *parts[2] = {k, NULL};
+		dbm_buf tmp;
+
+		if (!first)
+			dbm_buf_puts(out, ", ");
+		first = false;
+		dbm_buf_init(&tmp);
+		if (!json_is_null(v))
+		{
+			put_scalar_text(v, &tmp);
+			parts[1] = tmp.data;
+		}
+		for (int i = 0; i < 2; i++)
+		{
+			if (i == 1)
+				dbm_buf_puts(out, "=>");
+			if (i == 1 && parts[1] == NULL)
+			{
+				dbm_buf_puts(out, "NULL");
+				continue;
+			}
+			dbm_buf_putc(out, '"');
+			for (const char *c = parts[i]; *c; c++)
+			{
+				if (*c == '"' || *c == '\\')
+					dbm_buf_putc(out, '\\');
+				dbm_buf_putc(out, *c);
+			}
+			dbm_buf_putc(out, '"');
+		}
+		dbm_buf_free(&tmp);
+	}
+}
+
 static bool
 json_int64(json_t *v, int64_t *out)
 {
@@ -475,6 +546,25 @@ conv(json_t *v, json_t *field, const char *tname, const dbm_decode_opts *o,
 	}
 	if (json_is_array(v))
 		return conv_array(v, field, tname, o, out, err, errlen, col);
+	if (is_hstore(tname) && (json_is_object(v) || json_is_string(v)))
+	{
+		/* hstore.handling.mode json (the default: a JSON object in a
+		 * string) or map (the object itself); hstore text passes through */
+		json_t *obj = json_is_object(v) ? json_incref(v) : NULL;
+		if (obj == NULL)
+			obj = json_loadb(json_string_value(v), json_string_length(v), 0, NULL);
+		if (json_is_object(obj))
+		{
+			hstore_text(obj, out);
+			json_decref(obj);
+			return true;
+		}
+		json_decref(obj);
+		if (json_is_object(v))
+			goto bad;
+		dbm_buf_append(out, json_string_value(v), json_string_length(v));
+		return true;
+	}
 
 	if (sem)
 	{
@@ -483,7 +573,7 @@ conv(json_t *v, json_t *field, const char *tname, const dbm_decode_opts *o,
 		{
 			if (!json_int64(v, &iv))
 				goto bad;
-			dbm_date_from_days(iv, out);
+			date_text(iv, out);
 			return true;
 		}
 		if (strcmp(sem, "io.debezium.time.Time") == 0 ||
@@ -659,7 +749,7 @@ conv(json_t *v, json_t *field, const char *tname, const dbm_decode_opts *o,
 		/* no schema: the target column's type decides */
 		if (is_type(tname, "date") && json_int64(v, &iv))
 		{
-			dbm_date_from_days(iv, out);
+			date_text(iv, out);
 			return true;
 		}
 		if (is_type(tname, "timestamp") && json_is_integer(v))

@@ -546,6 +546,33 @@ Try "dbm-cdc-apply --help" for more information.'
 	assert_equal "$(pd_ -c "SELECT count(*) FROM big")" 0
 }
 
+@test "hstore (hstore.handling.mode json and map) and the connector's ±infinity dates, with and without schemas" {
+	pd_ -c "CREATE EXTENSION IF NOT EXISTS hstore" -c "CREATE TABLE hs (id int PRIMARY KEY, h hstore, d date)"
+	{
+		# json mode: the object in a string; map mode: the object itself
+		dbz c null '{"id":1,"h":"{\"a\":\"1\",\"b\":null,\"q\\\"x\":\"back\\\\slash\"}","d":-622191234}' hs
+		dbz c null '{"id":2,"h":{"k":"v w","n":null},"d":-625821272}' hs 701
+		dbz c null '{"id":3,"h":"{}","d":19000}' hs 702
+	} >"$OUT/hs.jsonl"
+	apply "$OUT/hs.jsonl"
+	applied_ok
+	want='1|"a"=>"1", "b"=>NULL, "q\"x"=>"back\\slash"|infinity
+2|"k"=>"v w", "n"=>NULL|-infinity
+3||2022-01-08'
+	assert_equal "$(pd_ -c "SELECT id, h, d FROM hs ORDER BY id")" "$want"
+	# with schemas: io.debezium.data.Json, map, io.debezium.time.Date
+	pd_ -c "TRUNCATE hs" -c "DROP SCHEMA dbm CASCADE"
+	jq -c '{schema: {type: "struct", fields: [{field: "after", type: "struct", optional: true,
+		fields: [{field: "id", type: "int32"},
+			{field: "h", type: (if (.after.h | type) == "object" then "map" else "string" end),
+			 name: (if (.after.h | type) == "object" then null else "io.debezium.data.Json" end), optional: true},
+			{field: "d", type: "int32", name: "io.debezium.time.Date", optional: true}]}]},
+		payload: .}' "$OUT/hs.jsonl" >"$OUT/hs2.jsonl"
+	apply "$OUT/hs2.jsonl"
+	applied_ok
+	assert_equal "$(pd_ -c "SELECT id, h, d FROM hs ORDER BY id")" "$want"
+}
+
 @test "the unchanged-TOAST placeholder of a bytea column (its bytes in base64) is never written" {
 	pd_ -c "CREATE TABLE big (id int PRIMARY KEY, v int, blob bytea)"
 	pb=$(printf %s "$P" | base64 -w0)
