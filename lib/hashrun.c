@@ -426,7 +426,8 @@ read_piece(dbm_hashrun *h, PGconn *conn, const piece *p, dbm_buckets *b,
 	}
 	while ((res = PQgetResult(conn)) != NULL)
 	{
-		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		/* a terminated backend can leave two error results: one line */
+		if (PQresultStatus(res) != PGRES_COMMAND_OK && ok)
 		{
 			dbm_log_error("could not read table %s: %s", t->name,
 						  dbm_pg_error(conn));

@@ -1092,6 +1092,7 @@ bad_file()
 	BG_PID=
 	assert_equal "$rc" 2
 	run cat "$OUT/err"
+	echo "stderr: $output" >&2
 	assert_equal "${#lines[@]}" 1
 	assert_regex "${lines[0]}" '^dbm-diff: error: could not read table public\.big: .*(terminat|connection)'
 	run grep -c -e '"type":"summary"' -e '"status":"equal"' "$OUT/out"
