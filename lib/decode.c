@@ -318,17 +318,17 @@ is_type(const char *tname, const char *prefix)
 }
 
 /* Debezium's PostgreSQL connector turns the date 'infinity' into day
- * -622191234 and '-infinity' into -625821272 (seen with 2.7.4): far outside
- * PostgreSQL's dates, so they can only be those. */
-#define DBZ_DATE_POS_INFINITY INT64_C(-622191234)
-#define DBZ_DATE_NEG_INFINITY INT64_C(-625821272)
-
+ * -622191234 and '-infinity' into -625821272 in its snapshot, and into
+ * -2147472692 (PostgreSQL's INT32_MAX days from 2000, moved to 1970 in
+ * 32 bits: wrapped) and -2147472691 (INT32_MIN days from 2000) in streamed
+ * changes (seen with 2.7.4): all far outside PostgreSQL's dates, so they
+ * can only be those. */
 static void
 date_text(int64_t days, dbm_buf *out)
 {
-	if (days == DBZ_DATE_POS_INFINITY)
+	if (days == INT64_C(-622191234) || days == INT64_C(-2147472692))
 		dbm_buf_puts(out, "infinity");
-	else if (days == DBZ_DATE_NEG_INFINITY)
+	else if (days == INT64_C(-625821272) || days == INT64_C(-2147472691))
 		dbm_buf_puts(out, "-infinity");
 	else
 		dbm_date_from_days(days, out);
