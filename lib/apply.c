@@ -1419,12 +1419,8 @@ dbm_apply_commit(dbm_apply *a, const char *lsn, const char *offsets)
 	push_item(a, 's', 'S', "sync", NULL);
 	a->in_txn = false;
 	a->txn_rows = 0;
-	/* with overlap, this transaction's statements stay in flight */
-	if (!drain(a, a->o.overlap ? a->nitems - (a->txn_first > a->first_item
-												  ? a->txn_first : a->first_item)
-							   : 0))
-		return false;
-	return true;
+	/* this transaction's statements stay in flight */
+	return drain(a, a->nitems - (a->txn_first > a->first_item ? a->txn_first : a->first_item));
 }
 
 bool

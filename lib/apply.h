@@ -18,9 +18,6 @@ typedef struct
 	bool converge;		/* replays converge: upsert, delete if exists */
 	const char *origin; /* replication origin of the target session */
 	bool catalog_only;	/* read the target's catalog, write nothing (--print) */
-	bool overlap;		/* dbm_apply_commit waits for the commit before, not its
-						 * own: the next batch is built while the server works;
-						 * dbm_apply_wait before trusting the last one */
 } dbm_apply_opts;
 
 typedef struct dbm_apply dbm_apply;
@@ -65,8 +62,9 @@ bool dbm_apply_unmap(dbm_apply *a, dbm_srcrel *r);
 bool dbm_apply_change(dbm_apply *a, const dbm_change *c, const char *where);
 bool dbm_apply_truncate(dbm_apply *a, dbm_srcrel **rels, int n, bool cascade,
 						bool restart, const char *where);
-/* Write the position and commit everything queued; waits for that commit
- * (with overlap: for the one before). */
+/* Write the position and commit everything queued. Waits for the commit
+ * before this one, not this one: the next batch is built while the server
+ * commits; dbm_apply_wait before trusting the last one. */
 bool dbm_apply_commit(dbm_apply *a, const char *lsn, const char *offsets);
 /* Wait for every commit sent; false after logging when one failed. */
 bool dbm_apply_wait(dbm_apply *a);

@@ -453,6 +453,30 @@ bytes_to_bytea(const char *raw, size_t n, dbm_buf *out)
 	out->len += 2 + 2 * n;
 }
 
+/* bytea from a JSON string: base64 (JsonConverter's bytes, and
+ * binary.handling.mode base64) or, with hex, the hex digits themselves. */
+static bool
+string_to_bytea(json_t *v, bool hex, dbm_buf *out)
+{
+	dbm_buf tmp;
+	bool ok;
+
+	if (!json_is_string(v))
+		return false;
+	if (hex)
+	{
+		dbm_buf_puts(out, "\\x");
+		dbm_buf_append(out, json_string_value(v), json_string_length(v));
+		return true;
+	}
+	dbm_buf_init(&tmp);
+	ok = dbm_base64_decode(json_string_value(v), json_string_length(v), &tmp);
+	if (ok)
+		bytes_to_bytea(tmp.data, tmp.len, out);
+	dbm_buf_free(&tmp);
+	return ok;
+}
+
 static bool conv(json_t *v, json_t *field, const char *tname, const dbm_decode_opts *o,
 				 dbm_buf *out, char *err, size_t errlen, const char *col);
 
@@ -713,14 +737,7 @@ conv(json_t *v, json_t *field, const char *tname, const dbm_decode_opts *o,
 	if (ftype && strcmp(ftype, "bytes") == 0)
 	{
 		/* JsonConverter writes bytes as base64 */
-		if (!json_is_string(v))
-			goto bad;
-		dbm_buf_init(&tmp);
-		ok = dbm_base64_decode(json_string_value(v), json_string_length(v), &tmp);
-		if (ok)
-			bytes_to_bytea(tmp.data, tmp.len, out);
-		dbm_buf_free(&tmp);
-		if (!ok)
+		if (!string_to_bytea(v, false, out))
 			goto bad;
 		return true;
 	}
@@ -729,18 +746,7 @@ conv(json_t *v, json_t *field, const char *tname, const dbm_decode_opts *o,
 		strcmp(ftype, "string") == 0)
 	{
 		/* binary.handling.mode base64 or hex: the schema says string */
-		if (o && o->binary_mode && strcmp(o->binary_mode, "hex") == 0)
-		{
-			dbm_buf_puts(out, "\\x");
-			dbm_buf_append(out, json_string_value(v), json_string_length(v));
-			return true;
-		}
-		dbm_buf_init(&tmp);
-		ok = dbm_base64_decode(json_string_value(v), json_string_length(v), &tmp);
-		if (ok)
-			bytes_to_bytea(tmp.data, tmp.len, out);
-		dbm_buf_free(&tmp);
-		if (!ok)
+		if (!string_to_bytea(v, o && o->binary_mode && strcmp(o->binary_mode, "hex") == 0, out))
 			goto bad;
 		return true;
 	}
@@ -830,18 +836,8 @@ conv(json_t *v, json_t *field, const char *tname, const dbm_decode_opts *o,
 		}
 		if (strcmp(tname, "bytea") == 0 && json_is_string(v))
 		{
-			if (o && o->binary_mode && strcmp(o->binary_mode, "hex") == 0)
-			{
-				dbm_buf_puts(out, "\\x");
-				dbm_buf_append(out, json_string_value(v), json_string_length(v));
-				return true;
-			}
-			dbm_buf_init(&tmp);
-			ok = dbm_base64_decode(json_string_value(v), json_string_length(v), &tmp);
-			if (ok)
-				bytes_to_bytea(tmp.data, tmp.len, out);
-			dbm_buf_free(&tmp);
-			if (!ok)
+			if (!string_to_bytea(v, o && o->binary_mode && strcmp(o->binary_mode, "hex") == 0,
+								 out))
 				goto bad;
 			return true;
 		}

@@ -18,6 +18,12 @@ RUN_ID=
 STATE=
 LOCK_FD=
 
+# The script's header comment, from line 2 to its "set -uo", as --help.
+usage()
+{
+	sed -n '2,/^set -uo/{/^set -uo/d;s/^# \{0,1\}//;p}' "$0"
+}
+
 die()
 {
 	echo "$PROG: error: $*" >&2

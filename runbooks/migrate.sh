@@ -83,11 +83,6 @@ PROG=migrate
 # shellcheck source=runbooks/common.sh
 source "$(cd "$(dirname "$0")" && pwd)/common.sh"
 
-usage()
-{
-	sed -n '2,/^set -uo/{/^set -uo/d;s/^# \{0,1\}//;p}' "$0"
-}
-
 # ---------------------------------------------------------------- options
 config=${DBM_CONFIG:-}
 preflight_only=

@@ -36,11 +36,6 @@ PROG=rollback
 # shellcheck source=runbooks/common.sh
 source "$(cd "$(dirname "$0")" && pwd)/common.sh"
 
-usage()
-{
-	sed -n '2,/^set -uo/{/^set -uo/d;s/^# \{0,1\}//;p}' "$0"
-}
-
 config=${DBM_CONFIG:-}
 while [[ $# -gt 0 ]]; do
 	case $1 in

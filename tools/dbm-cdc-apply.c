@@ -1073,6 +1073,18 @@ preader_main(void *arg)
 	return NULL;
 }
 
+/* The realtime clock ms from now, for pthread_cond_timedwait. */
+static struct timespec
+deadline_in(long ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += ms * 1000000L;
+	ts.tv_sec += ts.tv_nsec / 1000000000L;
+	ts.tv_nsec %= 1000000000L;
+	return ts;
+}
+
 /* The next batch, in order; NULL when a signal came first and the caller
  * may stop (between source transactions). Waits in steps to notice. */
 static pbatch *
@@ -1082,14 +1094,7 @@ preader_get(preader *p, bool may_stop)
 	pthread_mutex_lock(&p->mu);
 	while (p->count == 0 && !(may_stop && stop_requested))
 	{
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 200 * 1000000L;
-		if (ts.tv_nsec >= 1000000000L)
-		{
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		struct timespec ts = deadline_in(200);
 		pthread_cond_timedwait(&p->cv, &p->mu, &ts);
 	}
 	if (p->count > 0)
@@ -1116,14 +1121,7 @@ preader_end(preader *p)
 	pthread_cond_broadcast(&p->cv);
 	while (!p->finished && dbm_now_ms() < until)
 	{
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 20 * 1000000L;
-		if (ts.tv_nsec >= 1000000000L)
-		{
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		struct timespec ts = deadline_in(20);
 		pthread_cond_timedwait(&p->cv, &p->mu, &ts);
 	}
 	finished = p->finished;
@@ -1923,7 +1921,6 @@ main(int argc, char **argv)
 								 .schema = c.schema,
 								 .stream = c.stream,
 								 .converge = true,
-								 .overlap = true,
 								 .origin = NULL};
 			if (c.origin_name == NULL && !no_origin)
 				c.origin_name = origin_buf = xasprintf("dbm_%s", c.stream);
@@ -1988,7 +1985,6 @@ main(int argc, char **argv)
 							 .schema = c.schema,
 							 .stream = c.stream,
 							 .converge = false,
-							 .overlap = true,
 							 .origin = NULL};
 		char *lsn = NULL, *offsets = NULL;
 		if ((c.ap = dbm_apply_open(&ao)) == NULL ||
