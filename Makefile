@@ -19,7 +19,7 @@ LIB_OBJ    = $(LIB_SRC:lib/%.c=$(B)/lib/%.o)
 BINS       = $(TOOLS:%=$(B)/%)
 MANS       = $(TOOLS:%=docs/man/%.1)
 
-.PHONY: all test unit demo bench bench-hash bench-snapshot bench-apply bench-cutover bench-debezium \
+.PHONY: all test unit demo bench bench-hash bench-snapshot bench-apply bench-cutover bench-debezium bench-e2e \
         install man clean setup
 
 all: $(BINS) $(B)/unit-tests $(B)/kafka-mock
@@ -82,6 +82,12 @@ bench-cutover: setup
 bench-debezium: setup
 	@$(MAKE) --no-print-directory all
 	@bench/debezium.sh
+
+# real Debezium and Kafka: dbm-cdc-apply vs Debezium's JDBC sink connector
+bench-e2e:
+	@scripts/setup.sh --e2e
+	@$(MAKE) --no-print-directory all
+	@bench/e2e.sh
 
 # man pages are generated from --help and committed
 # docs/man/<tool>.h2m, when present, gives NAME, SYNOPSIS, DESCRIPTION,

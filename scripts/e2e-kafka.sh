@@ -14,6 +14,12 @@
 #                                           Debezium's plugin on its
 #                                           plugin.path, REST on a free
 #                                           loopback port; print its URL
+#   scripts/e2e-kafka.sh fetch-jdbc         also Debezium's JDBC sink connector
+#                                           (for make bench-e2e); print where
+#   scripts/e2e-kafka.sh stop-connect DIR   stop Connect only (its offsets
+#                                           file stays: start-connect again
+#                                           resumes; connectors made through
+#                                           REST must be PUT again)
 #   scripts/e2e-kafka.sh stop DIR           stop what start-* started in DIR
 #                                           (Connect, then the broker);
 #                                           quiet, success when nothing runs
@@ -24,7 +30,9 @@
 # connect-file with slf4j-reload4j into kafka-VERSION/, and
 # debezium-connector-postgres with its runtime dependencies into
 # debezium-postgres-VERSION/debezium-connector-postgres/ (a Connect plugin
-# directory, loaded in its own class loader).  A component is complete when
+# directory, loaded in its own class loader); fetch-jdbc adds
+# debezium-connector-jdbc (with PostgreSQL's JDBC driver) beside it, in
+# debezium-postgres-VERSION/debezium-connector-jdbc/.  A component is complete when
 # its .complete file is there; then nothing is fetched, and no network is
 # needed.  Start-up commands fetch first.
 #
@@ -51,6 +59,8 @@ KAFKA_VERSION=3.7.2
 SCALA_VERSION=2.13
 SLF4J_VERSION=1.7.36
 DEBEZIUM_VERSION=2.7.4.Final
+DEBEZIUM_JDBC_VERSION=2.7.0.Final  # the last JDBC sink of the 2.7 line
+PGJDBC_VERSION=42.7.4
 
 CACHE=${DBM_E2E_CACHE:-$HOME/.cache/dbm-e2e}
 HEAP=${DBM_E2E_HEAP:-384m}
@@ -73,7 +83,7 @@ say()
 
 usage()
 {
-	echo "usage: $0 fetch | start-kafka DIR | start-connect DIR BOOTSTRAP | stop DIR" >&2
+	echo "usage: $0 fetch | fetch-jdbc | start-kafka DIR | start-connect DIR BOOTSTRAP | stop-connect DIR | stop DIR" >&2
 	exit 2
 }
 
@@ -149,6 +159,26 @@ cmd_fetch()
 			# the API Connect shares with its plugins comes from Connect
 			rm -f "$DBZ_PLUGINS"/debezium-connector-postgres/slf4j-api-*.jar
 		fi
+		say "fetched in $(($(now_ms) - t0)) ms"
+	fi
+	exec {lockfd}>&-
+	echo "$CACHE"
+}
+
+cmd_fetch_jdbc()
+{
+	local lockfd t0
+	cmd_fetch >/dev/null
+	exec {lockfd}>>"$CACHE/.lock"
+	flock -w 600 "$lockfd" || die "timed out waiting for $CACHE/.lock"
+	if [[ ! -f "$DBZ_PLUGINS/debezium-connector-jdbc/.complete" ]]; then
+		command -v mvn >/dev/null 2>&1 || die "mvn not found (run scripts/setup.sh --e2e)"
+		t0=$(now_ms)
+		say "fetching Debezium's JDBC sink $DEBEZIUM_JDBC_VERSION into $DBZ_PLUGINS"
+		mvn_copy debezium-jdbc "$DBZ_PLUGINS/debezium-connector-jdbc" \
+			"io.debezium:debezium-connector-jdbc:$DEBEZIUM_JDBC_VERSION" \
+			"org.postgresql:postgresql:$PGJDBC_VERSION"
+		rm -f "$DBZ_PLUGINS"/debezium-connector-jdbc/slf4j-api-*.jar
 		say "fetched in $(($(now_ms) - t0)) ms"
 	fi
 	exec {lockfd}>&-
@@ -378,6 +408,20 @@ cmd_start_connect()
 	die "could not start Kafka Connect in $dir"
 }
 
+cmd_stop_connect()
+{
+	local dir=$1
+	[[ -d "$dir" ]] || return 0
+	dir=$(cd "$dir" && pwd)
+	stop_pid "$dir/connect.pid" "$dir"
+	if [[ -f "$dir/connect.watchdog.pid" ]]; then
+		kill "$(cat "$dir/connect.watchdog.pid")" 2>/dev/null || true
+		rm -f "$dir/connect.watchdog.pid"
+	fi
+	mv "$dir/connect.log" "$dir/connect.log.$(now_ms)" 2>/dev/null || true
+	return 0
+}
+
 cmd_stop()
 {
 	local dir=$1 name
@@ -395,6 +439,8 @@ cmd_stop()
 
 case ${1:-} in
 fetch) [[ $# -eq 1 ]] || usage; cmd_fetch ;;
+fetch-jdbc) [[ $# -eq 1 ]] || usage; cmd_fetch_jdbc ;;
+stop-connect) [[ $# -eq 2 ]] || usage; cmd_stop_connect "$2" ;;
 start-kafka) [[ $# -eq 2 ]] || usage; cmd_start_kafka "$2" ;;
 start-connect) [[ $# -eq 3 ]] || usage; cmd_start_connect "$2" "$3" ;;
 stop) [[ $# -eq 2 ]] || usage; cmd_stop "$2" ;;
