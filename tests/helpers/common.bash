@@ -13,7 +13,8 @@ load /usr/lib/bats/bats-assert/load.bash
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 export REPO_ROOT
-export PATH="$REPO_ROOT/build:$PATH"
+# DBM_BIN: run the tools of another build (make test-asan: build-asan)
+export PATH="${DBM_BIN:-$REPO_ROOT/build}:$PATH"
 
 # The file that lists the cluster directories this test file started.
 _dbm_cluster_list()
