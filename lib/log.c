@@ -3,6 +3,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "log.h"
 
+#include "secret.h"
+
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -54,6 +56,8 @@ emit(const char *level, const char *fmt, va_list ap)
 	char msg[4096];
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
+	/* libpq and librdkafka messages may echo what they were given */
+	dbm_secret_mask(msg, sizeof(msg));
 	/* keep every diagnostic on one line */
 	for (char *p = msg; *p; p++)
 		if (*p == '\n' || *p == '\r')

@@ -13,6 +13,7 @@
 #include "jsonl.h"
 #include "log.h"
 #include "pg.h"
+#include "secret.h"
 #include "pgoutput.h"
 #include "util.h"
 
@@ -1745,6 +1746,7 @@ main(int argc, char **argv)
 	stop_reason why = STOP_ERROR;
 
 	dbm_log_init(argv[0]);
+	dbm_secret_init(argc, argv);
 	opterr = 0;
 	/* each JSON line reaches a pipe or file when it is written */
 	setvbuf(stdout, NULL, _IOLBF, 0);

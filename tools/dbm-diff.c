@@ -10,6 +10,7 @@
 #include "jsonl.h"
 #include "keymap.h"
 #include "log.h"
+#include "secret.h"
 #include "progress.h"
 #include "util.h"
 
@@ -1369,6 +1370,7 @@ main(int argc, char **argv)
 	int c, rc;
 
 	dbm_log_init(argv[0]);
+	dbm_secret_init(argc, argv);
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "t:T:j:Vh", long_options, NULL)) != -1)
 	{

@@ -7,6 +7,7 @@
 #include "jsonl.h"
 #include "log.h"
 #include "pg.h"
+#include "secret.h"
 #include "pgoutput.h"
 #include "util.h"
 
@@ -188,6 +189,7 @@ main(int argc, char **argv)
 	char lsnbuf[32], at[96];
 
 	dbm_log_init(argv[0]);
+	dbm_secret_init(argc, argv);
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "Vh", long_options, NULL)) != -1)
 	{

@@ -4,6 +4,7 @@
 #include "hashrun.h"
 #include "jsonl.h"
 #include "log.h"
+#include "secret.h"
 #include "progress.h"
 #include "util.h"
 
@@ -203,6 +204,7 @@ main(int argc, char **argv)
 	int64_t started = dbm_now_ms();
 
 	dbm_log_init(argv[0]);
+	dbm_secret_init(argc, argv);
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "d:t:T:j:rVh", long_options, NULL)) !=
 		   -1)

@@ -11,6 +11,7 @@
 #include "jsonl.h"
 #include "log.h"
 #include "pg.h"
+#include "secret.h"
 #include "pgoutput.h"
 #include "util.h"
 
@@ -142,6 +143,7 @@ main(int argc, char **argv)
 	int64_t t0 = dbm_epoch_ms();
 
 	dbm_log_init(argv[0]);
+	dbm_secret_init(argc, argv);
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "Vh", long_options, NULL)) != -1)
 	{

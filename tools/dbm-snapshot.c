@@ -11,6 +11,7 @@
 #include "jsonl.h"
 #include "log.h"
 #include "pg.h"
+#include "secret.h"
 #include "progress.h"
 #include "util.h"
 
@@ -642,6 +643,7 @@ main(int argc, char **argv)
 	bool created_pub = false, created_slot = false;
 
 	dbm_log_init(argv[0]);
+	dbm_secret_init(argc, argv);
 	opterr = 0;
 	/* a copied line is on disk as soon as its piece is committed */
 	setvbuf(stdout, NULL, _IOLBF, 0);
