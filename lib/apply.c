@@ -1384,6 +1384,32 @@ dbm_apply_truncate(dbm_apply *a, dbm_srcrel **rels, int n, bool cascade,
 }
 
 bool
+dbm_apply_barrier(dbm_apply *a, int64_t id, const char *kind, const char *where)
+{
+	char idbuf[32];
+	const char *v[2] = {idbuf, kind};
+	char *sql;
+	bool ok;
+
+	if (!flush_inserts(a) || !begin_txn(a))
+		return false;
+	snprintf(idbuf, sizeof(idbuf), "%lld", (long long) id);
+	/* a replayed barrier is already there */
+	sql = xasprintf("INSERT INTO %s.barrier (id, kind) VALUES ($1::bigint, $2)"
+					" ON CONFLICT (id) DO NOTHING",
+					a->qschema);
+	ok = PQsendQueryParams(a->conn, sql, 2, NULL, v, NULL, NULL, 0) == 1;
+	free(sql);
+	if (!ok)
+	{
+		dbm_log_error("%s: could not send to the target: %s", where, dbm_pg_error(a->conn));
+		return false;
+	}
+	push_item(a, 'q', 'X', where, NULL);
+	return true;
+}
+
+bool
 dbm_apply_commit(dbm_apply *a, const char *lsn, const char *offsets)
 {
 	char *sql;

@@ -62,6 +62,9 @@ bool dbm_apply_unmap(dbm_apply *a, dbm_srcrel *r);
 bool dbm_apply_change(dbm_apply *a, const dbm_change *c, const char *where);
 bool dbm_apply_truncate(dbm_apply *a, dbm_srcrel **rels, int n, bool cascade,
 						bool restart, const char *where);
+/* Queue the row of a barrier that arrived as a logical message (id, kind)
+ * into <schema>.barrier, in the open transaction; one already there stays. */
+bool dbm_apply_barrier(dbm_apply *a, int64_t id, const char *kind, const char *where);
 /* Write the position and commit everything queued. Waits for the commit
  * before this one, not this one: the next batch is built while the server
  * commits; dbm_apply_wait before trusting the last one. */

@@ -2,7 +2,10 @@
  *
  * Each table named by an event is described once from the target catalog
  * (its columns and types drive the conversion of schema-less values), then
- * every event becomes one normalized change. */
+ * every event becomes one normalized change.  A logical message with prefix
+ * "dbm" is a barrier of dbm-freeze or dbm-rollback: its row goes into the
+ * target's <schema>.barrier in the open transaction, after what came
+ * before it, which is what dbm-switch waits for. */
 #define _POSIX_C_SOURCE 200809L
 #include "evapply.h"
 
@@ -10,8 +13,16 @@
 #include "log.h"
 #include "util.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+typedef struct
+{
+	int64_t id;
+	char *kind;
+	char *where;
+} heldbar;
 
 typedef struct
 {
@@ -28,7 +39,11 @@ struct dbm_evapply
 	relent *rels;
 	int nrels;
 	dbm_buf arena_new, arena_old;
+	dbm_buf msgbuf;
 	uint64_t changes, skipped;
+	bool hold;		 /* barriers wait for dbm_evapply_release */
+	heldbar *held;
+	int nheld;
 };
 
 dbm_evapply *
@@ -41,6 +56,7 @@ dbm_evapply_new(dbm_apply *ap, const dbm_decode_opts *o, const char *schema, boo
 	e->schema = schema;
 	dbm_buf_init(&e->arena_new);
 	dbm_buf_init(&e->arena_old);
+	dbm_buf_init(&e->msgbuf);
 	return e;
 }
 
@@ -58,8 +74,15 @@ dbm_evapply_free(dbm_evapply *e)
 		free(e->rels[i].table);
 	}
 	free(e->rels);
+	for (int i = 0; i < e->nheld; i++)
+	{
+		free(e->held[i].kind);
+		free(e->held[i].where);
+	}
+	free(e->held);
 	dbm_buf_free(&e->arena_new);
 	dbm_buf_free(&e->arena_old);
+	dbm_buf_free(&e->msgbuf);
 	free(e);
 }
 
@@ -207,6 +230,162 @@ dms_control(dbm_evapply *e, dbm_event *ev, const char *where)
 	return true;
 }
 
+/* ---- logical messages ---- */
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static bool
+hex_decode(const char *in, size_t len, dbm_buf *out)
+{
+	dbm_buf_reset(out);
+	if (len % 2 != 0)
+		return false;
+	for (size_t i = 0; i < len; i += 2)
+	{
+		int hi = hexval(in[i]), lo = hexval(in[i + 1]);
+		if (hi < 0 || lo < 0)
+			return false;
+		dbm_buf_putc(out, (char) (hi << 4 | lo));
+	}
+	return true;
+}
+
+/* The content of a Debezium message as bytes: the connector sends bytes,
+ * which JsonConverter writes in base64, or a string in base64 or hex as
+ * binary.handling.mode says; first is how --binary-mode says schema-less
+ * bytes arrive. */
+static bool
+content_bytes(const char *c, bool hex_first, bool first, dbm_buf *out)
+{
+	size_t len = strlen(c);
+	return (hex_first == first) ? hex_decode(c, len, out) : dbm_base64_decode(c, len, out);
+}
+
+/* A barrier: {"barrier": N, "kind": K}, N > 0 and K a non-empty string. */
+static bool
+parse_barrier(const char *text, size_t len, int64_t *id, const char **kind, json_t **o)
+{
+	json_t *b, *k;
+
+	*o = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+	b = json_object_get(*o, "barrier");
+	k = json_object_get(*o, "kind");
+	if (json_is_integer(b) && json_integer_value(b) > 0 && json_is_string(k) &&
+		json_string_length(k) > 0)
+	{
+		*id = (int64_t) json_integer_value(b);
+		*kind = json_string_value(k);
+		return true;
+	}
+	json_decref(*o);
+	*o = NULL;
+	return false;
+}
+
+static bool
+queue_barrier(dbm_evapply *e, int64_t id, const char *kind, const char *where)
+{
+	if (e->hold)
+	{
+		e->held = xrealloc(e->held, sizeof(heldbar) * (size_t) (e->nheld + 1));
+		e->held[e->nheld].id = id;
+		e->held[e->nheld].kind = xstrdup(kind);
+		e->held[e->nheld].where = xstrdup(where);
+		e->nheld++;
+		return true;
+	}
+	return dbm_apply_barrier(e->ap, id, kind, where);
+}
+
+/* A logical message (Debezium op m, a dbm message line): prefix "dbm" is a
+ * barrier, applied as its row; any other prefix is skipped.  Printing
+ * hands it on as a message line with its content as text. */
+static bool
+message(dbm_evapply *e, const dbm_event *ev, const char *where)
+{
+	const char *content = ev->message_content;
+	const char *text = content;
+	size_t len = content ? strlen(content) : 0;
+	bool dbz = ev->format && strcmp(ev->format, "debezium") == 0;
+	bool hex_first = e->o.binary_mode && strcmp(e->o.binary_mode, "hex") == 0;
+	bool is_dbm = ev->message_prefix && strcmp(ev->message_prefix, "dbm") == 0;
+	bool ok = true;
+	int64_t id = 0;
+	const char *kind = NULL;
+	json_t *bar = NULL;
+
+	if (dbz && content)
+	{
+		/* bytes: either encoding may be the one, a barrier says which */
+		text = NULL;
+		for (int i = 0; i < 2 && text == NULL; i++)
+			if (content_bytes(content, hex_first, i == 0, &e->msgbuf) &&
+				(!is_dbm || parse_barrier(e->msgbuf.data, e->msgbuf.len, &id, &kind, &bar)))
+			{
+				text = e->msgbuf.data ? e->msgbuf.data : "";
+				len = e->msgbuf.len;
+			}
+	}
+	else if (is_dbm && content)
+		parse_barrier(content, len, &id, &kind, &bar);
+	if (is_dbm && bar == NULL)
+	{
+		dbm_log_error("%s: malformed barrier message (prefix \"dbm\"): expected content"
+					  " {\"barrier\": ID, \"kind\": KIND}",
+					  where);
+		return false;
+	}
+	if (e->print)
+	{
+		/* content as text, null when it is not UTF-8 (as the slot path) */
+		json_t *ct = text ? json_stringn(text, len) : NULL;
+		ok = dbm_jsonl_print(json_pack("{s:s,s:s?,s:o}", "type", "message", "prefix",
+									   ev->message_prefix, "content", ct ? ct : json_null()));
+	}
+	else if (is_dbm)
+		ok = queue_barrier(e, id, kind, where);
+	json_decref(bar);
+	return ok;
+}
+
+void
+dbm_evapply_hold_barriers(dbm_evapply *e)
+{
+	e->hold = true;
+}
+
+int
+dbm_evapply_held(const dbm_evapply *e)
+{
+	return e->nheld;
+}
+
+bool
+dbm_evapply_release(dbm_evapply *e)
+{
+	bool ok = true;
+
+	for (int i = 0; i < e->nheld; i++)
+	{
+		if (ok)
+			ok = dbm_apply_barrier(e->ap, e->held[i].id, e->held[i].kind, e->held[i].where);
+		free(e->held[i].kind);
+		free(e->held[i].where);
+	}
+	e->nheld = 0;
+	return ok;
+}
+
 bool
 dbm_evapply_event(dbm_evapply *e, dbm_event *ev, const char *where)
 {
@@ -225,13 +404,7 @@ dbm_evapply_event(dbm_evapply *e, dbm_event *ev, const char *where)
 		case DBM_EV_COMMIT:
 			return true;
 		case DBM_EV_MESSAGE:
-			/* handed on: printed as the slot path prints it; applying
-			 * has nothing to write (a barrier travels as a row) */
-			if (e->print)
-				return dbm_jsonl_print(json_pack("{s:s,s:s?,s:s?}", "type", "message", "prefix",
-												 ev->message_prefix, "content",
-												 ev->message_content));
-			return true;
+			return message(e, ev, where);
 		case DBM_EV_TRUNCATE:
 		case DBM_EV_CHANGE:
 			break;

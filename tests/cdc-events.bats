@@ -459,7 +459,7 @@ Try "dbm-cdc-apply --help" for more information.'
 		echo '{"status":"END","id":"571:53195829","ts_ms":1486500577691,"event_count":2,"data_collections":[{"data_collection":"public.t","event_count":2}]}'
 		echo '{"schema":{"type":"struct","fields":[{"type":"int64","optional":false,"field":"ts_ms"}],"optional":false,"name":"io.debezium.connector.common.Heartbeat"},"payload":{"ts_ms":1588252618953}}'
 		echo '{"ts_ms":1588252618953}'
-		echo '{"op":"m","ts_ms":1,"source":{"version":"2.1.2.Final","connector":"postgresql","name":"srv","ts_ms":1,"snapshot":"false","db":"src","schema":"","table":"","txId":572,"lsn":2000,"xmin":null},"message":{"prefix":"dbm","content":"aGVsbG8="}}'
+		echo '{"op":"m","ts_ms":1,"source":{"version":"2.1.2.Final","connector":"postgresql","name":"srv","ts_ms":1,"snapshot":"false","db":"src","schema":"","table":"","txId":572,"lsn":2000,"xmin":null},"message":{"prefix":"app","content":"aGVsbG8="}}'
 		dbz c null '{"id":4,"v":"d"}' t 573
 		dbz t null null u 574
 		dbz c null '{"id":8}' u 575
@@ -477,11 +477,11 @@ Try "dbm-cdc-apply --help" for more information.'
 @test "--print hands a Debezium op m on as a message line" {
 	{
 		dbz c null '{"id":1}'
-		echo '{"op":"m","ts_ms":1,"source":{"version":"2.1.2.Final","connector":"postgresql","name":"srv","ts_ms":1,"snapshot":"false","db":"src","schema":"","table":"","txId":572,"lsn":2000,"xmin":null},"message":{"prefix":"dbm","content":"aGVsbG8="}}'
+		echo '{"op":"m","ts_ms":1,"source":{"version":"2.1.2.Final","connector":"postgresql","name":"srv","ts_ms":1,"snapshot":"false","db":"src","schema":"","table":"","txId":572,"lsn":2000,"xmin":null},"message":{"prefix":"app","content":"aGVsbG8="}}'
 	} >"$OUT/m.jsonl"
 	run --separate-stderr dbm-cdc-apply --print "$OUT/m.jsonl"
 	assert_success
-	jq -e -s 'map(select(.type == "message")) | length == 1 and .[0].prefix == "dbm"' <<<"$output" >/dev/null
+	jq -e -s 'map(select(.type == "message")) | length == 1 and .[0].prefix == "app"' <<<"$output" >/dev/null
 }
 
 @test "a primary-key change (delete, tombstone, create) and an update whose before has the old key both move the row" {
@@ -1008,4 +1008,130 @@ Try "dbm-cdc-apply --help" for more information.'
 	apply --kafka "$BROKERS" --topic k_badtab --group "$GROUP-2" "${KX[@]}" --batch-ms 60000 --stop-at-lsn FFFF/0
 	failed_at "k_badtab/0@1: table \"public\".\"nope\" is missing on the target"
 	assert_equal "$(pd_ -c "SELECT count(*) FROM t")" 0
+}
+
+# ------------------------------------------------ barriers (logical messages)
+
+# dbz_msg PREFIX CONTENT [LSN]: a Debezium op m event (schema-less), the
+# content as the connector sends it (bytes: base64, or hex in hex mode).
+dbz_msg()
+{
+	jq -cn --arg p "$1" --arg c "$2" --argjson lsn "${3:-3000}" \
+		'{op: "m", ts_ms: 1, source: {version: "2.7.4.Final", connector: "postgresql",
+		  name: "srv", ts_ms: 1, snapshot: "false", db: "src", schema: "", table: "",
+		  txId: 900, lsn: $lsn, xmin: null}, message: {prefix: $p, content: $c}}'
+}
+
+# b64 TEXT / hex TEXT: TEXT as bytes the connector's way.
+b64() { printf '%s' "$1" | base64 -w0; }
+hex() { printf '%s' "$1" | od -An -tx1 | tr -d ' \n'; }
+
+@test "a dbm barrier arriving as a Debezium op m is a row of dbm.barrier, committed with the changes before it; a replay adds nothing, other prefixes are ignored" {
+	pd_ -c "CREATE TABLE t (id int PRIMARY KEY, v text)"
+	{
+		dbz c null '{"id":1,"v":"a"}' t 801
+		dbz c null '{"id":2,"v":"b"}' t 801
+		dbz_msg app "$(b64 'not a barrier')"
+		dbz_msg dbm "$(b64 '{"barrier": 1718000000001, "kind": "freeze"}')"
+		# binary.handling.mode=hex
+		dbz_msg dbm "$(hex '{"barrier": 1718000000002, "kind": "rollback"}')"
+		# replayed: the row is there already
+		dbz_msg dbm "$(b64 '{"barrier": 1718000000001, "kind": "freeze"}')"
+		# with schemas (JsonConverter writes bytes in base64)
+		jq -cn --arg c "$(b64 '{"barrier":1718000000003,"kind":"freeze"}')" \
+			'{schema: {type: "struct", fields: [{type: "string", optional: false, field: "op"},
+			  {type: "struct", optional: true, field: "message", fields: [
+			   {type: "string", optional: false, field: "prefix"},
+			   {type: "bytes", optional: true, field: "content"}]}], optional: false,
+			  name: "io.debezium.connector.postgresql.MessageValue"},
+			  payload: {op: "m", ts_ms: 1, source: {schema: "", table: "", lsn: 3100},
+			   message: {prefix: "dbm", content: $c}}}'
+		dbz c null '{"id":3,"v":"c"}' t 802
+	} >"$OUT/bar.jsonl"
+	apply "$OUT/bar.jsonl"
+	applied_ok
+	jq -e -s '.[-1] | .applied == 3 and .skipped == 0 and .transactions == 1' "$OUT/apply" >/dev/null
+	assert_equal "$(pd_ -c "SELECT id, kind FROM dbm.barrier ORDER BY id")" "1718000000001|freeze
+1718000000002|rollback
+1718000000003|freeze"
+	# one target transaction: the barrier is never visible without the
+	# rows before it
+	assert_equal "$(pd_ -c "SELECT count(DISTINCT x) FROM (SELECT xmin::text AS x FROM t
+		UNION ALL SELECT xmin::text FROM dbm.barrier) s")" 1
+	assert_equal "$(pd_ -c "SELECT string_agg(id || v, ' ' ORDER BY id) FROM t")" "1a 2b 3c"
+	# the whole file again (another stream): nothing changes
+	apply --stream again "$OUT/bar.jsonl"
+	applied_ok
+	assert_equal "$(pd_ -c "SELECT count(*) FROM dbm.barrier")" 3
+}
+
+@test "--print turns a Debezium op m into a message line with its content as text, and applying that line writes the barrier" {
+	pd_ -c "CREATE TABLE t (id int PRIMARY KEY, v text)"
+	{
+		dbz c null '{"id":1,"v":"a"}' t 801
+		dbz_msg dbm "$(b64 '{"barrier": 42, "kind": "freeze"}')"
+		dbz_msg app "$(b64 'hello')"
+	} >"$OUT/m.jsonl"
+	run --separate-stderr dbm-cdc-apply --print "$OUT/m.jsonl"
+	assert_success
+	assert_equal "$stderr" ""
+	printf '%s\n' "$output" >"$OUT/printed.jsonl"
+	assert_equal "$(jq -c 'select(.type == "message")' "$OUT/printed.jsonl")" \
+		'{"type":"message","prefix":"dbm","content":"{\"barrier\": 42, \"kind\": \"freeze\"}"}
+{"type":"message","prefix":"app","content":"hello"}'
+	# round trip: the printed lines applied as they are
+	apply "$OUT/printed.jsonl"
+	applied_ok
+	assert_equal "$(pd_ -c "SELECT id, kind FROM dbm.barrier")" "42|freeze"
+	assert_equal "$(pd_ -c "SELECT id, v FROM t")" "1|a"
+	# and a message line as the slot path prints it
+	echo '{"type":"message","lsn":"0/553C830","prefix":"dbm","transactional":true,"content":"{\"barrier\":43,\"kind\":\"rollback\"}"}' >"$OUT/slot.jsonl"
+	apply "$OUT/slot.jsonl"
+	applied_ok
+	assert_equal "$(pd_ -c "SELECT string_agg(id || kind, ' ' ORDER BY id) FROM dbm.barrier")" "42freeze 43rollback"
+}
+
+@test "a malformed dbm barrier message exits 2 naming FILE:LINE, nothing of its batch committed, with --print too" {
+	pd_ -c "CREATE TABLE t (id int PRIMARY KEY, v text)"
+	local content line=0
+	for content in "$(b64 'hello')" "$(b64 '{"barrier": "1", "kind": "freeze"}')" \
+		"$(b64 '{"barrier": 0, "kind": "freeze"}')" "$(b64 '{"barrier": 5}')" \
+		"$(b64 '{"barrier": 5, "kind": ""}')" '%%%' ''; do
+		line=$((line + 1))
+		{ dbz c null '{"id":1,"v":"a"}' t 801; dbz_msg dbm "$content"; } >"$OUT/bad$line.jsonl"
+		apply "$OUT/bad$line.jsonl"
+		failed_at "bad$line.jsonl:2: malformed barrier message (prefix \"dbm\"): expected content {\"barrier\": ID, \"kind\": KIND}"
+		assert_equal "$(pd_ -c "SELECT count(*) FROM t")" 0
+		run --separate-stderr dbm-cdc-apply --print "$OUT/bad$line.jsonl"
+		failed_at "bad$line.jsonl:2: malformed barrier message"
+	done
+	# a dbm message line too
+	echo '{"type":"message","prefix":"dbm","content":"{\"kind\":\"freeze\"}"}' >"$OUT/badline.jsonl"
+	apply "$OUT/badline.jsonl"
+	failed_at "badline.jsonl:1: malformed barrier message"
+	assert_equal "$(pd_ -c "SELECT count(*) FROM dbm.barrier")" 0
+}
+
+@test "Kafka: a barrier read ahead of rows written before it to another topic waits for them: no row is committed after it" {
+	logged_table
+	# the barrier first in its own topic, then the rows: both are in
+	# Kafka before the consumer starts, and small fetches let the barrier
+	# be read long before the last rows
+	dbz_msg dbm "$(b64 '{"barrier": 7, "kind": "freeze"}')" | sed 's/^/1\x01/' >"$OUT/bar"
+	produce k_bar_msg "$OUT/bar"
+	kafka_lines 1 2000 >"$OUT/msgs"
+	produce k_bar_rows "$OUT/msgs"
+	apply --kafka "$BROKERS" --topic k_bar_msg --topic k_bar_rows --group "$GROUP" "${KX[@]}" \
+		-X max.partition.fetch.bytes=4096 --batch-rows 50 \
+		--stop-at-lsn FFFF/0
+	applied_ok
+	exactly_once 2000
+	(($(jq -s '.[-1].transactions' "$OUT/apply") > 10))
+	assert_equal "$(pd_ -c "SELECT id, kind FROM dbm.barrier")" "7|freeze"
+	# the barrier committed with the last rows, none after it
+	assert_equal "$(pd_ -c "SELECT count(*) FROM t WHERE xmin::text::bigint >
+		(SELECT xmin::text::bigint FROM dbm.barrier)")" 0
+	# the mock made the topics with 4 partitions
+	assert_equal "$(offsets "kafka:$GROUP" | jq -c 'to_entries | group_by(.key | split("/")[0])
+		| map({(.[0].key | split("/")[0]): (map(.value + 1) | add)}) | add')" '{"k_bar_msg":1,"k_bar_rows":2000}'
 }

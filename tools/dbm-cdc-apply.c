@@ -1314,6 +1314,9 @@ typedef struct
 	int32_t partition;
 	int64_t offset;	 /* last applied in the open batch, -1 none */
 	bool done;		 /* reached --stop-at-lsn or its end (with a bound) */
+	int64_t next;	 /* offset after the last message read, -1 unknown */
+	int64_t need;	 /* a barrier waits until next reaches this, -1 none */
+	bool pinned;	 /* a barrier from here waits: offset not stored yet */
 } kpart;
 
 typedef struct
@@ -1335,7 +1338,7 @@ kpart_get(kctx *k, const char *topic, int32_t partition)
 		if (k->parts[i].partition == partition && strcmp(k->parts[i].topic, topic) == 0)
 			return &k->parts[i];
 	k->parts = xrealloc(k->parts, sizeof(kpart) * (size_t) (k->nparts + 1));
-	k->parts[k->nparts] = (kpart){xstrdup(topic), partition, -1, false};
+	k->parts[k->nparts] = (kpart){xstrdup(topic), partition, -1, false, -1, -1, false};
 	return &k->parts[k->nparts++];
 }
 
@@ -1403,7 +1406,9 @@ seek_stored(kctx *k, rd_kafka_topic_partition_list_t *parts)
 		v = json_object_get(o, key);
 		if (json_is_integer(v))
 			parts->elems[i].offset = json_integer_value(v) + 1;
-		kpart_get(k, parts->elems[i].topic, parts->elems[i].partition)->done = false;
+		kpart *p = kpart_get(k, parts->elems[i].topic, parts->elems[i].partition);
+		p->done = false;
+		p->next = json_is_integer(v) ? json_integer_value(v) + 1 : -1;
 	}
 	json_decref(o);
 	free(lsn);
@@ -1461,6 +1466,64 @@ all_done(kctx *k)
 		done = kpart_get(k, a->elems[i].topic, a->elems[i].partition)->done;
 	rd_kafka_topic_partition_list_destroy(a);
 	return done;
+}
+
+/* A barrier just read from one partition must not be applied before what
+ * was written before it to the others, which the consumer may not have
+ * read yet: it waits until every assigned partition has been read up to
+ * the end offset it had once the barrier was read. */
+static bool
+barrier_ends(kctx *k)
+{
+	rd_kafka_topic_partition_list_t *a = NULL;
+	bool ok = true;
+
+	if (rd_kafka_assignment(k->rk, &a) != RD_KAFKA_RESP_ERR_NO_ERROR || a == NULL)
+	{
+		dbm_log_error("could not read the Kafka assignment");
+		return false;
+	}
+	for (int i = 0; i < a->cnt && ok; i++)
+	{
+		kpart *p = kpart_get(k, a->elems[i].topic, a->elems[i].partition);
+		int64_t lo = 0, hi = 0;
+		rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(k->rk, p->topic, p->partition,
+																 &lo, &hi, 30000);
+		if (e)
+		{
+			dbm_log_error("could not read the end offset of %s/%d: %s", p->topic,
+						  (int) p->partition, rd_kafka_err2str(e));
+			ok = false;
+			break;
+		}
+		if (p->next < 0)
+			p->next = lo; /* read from the start (auto.offset.reset earliest) */
+		p->need = hi;
+	}
+	rd_kafka_topic_partition_list_destroy(a);
+	return ok;
+}
+
+/* Once every partition is read up to its end offset of barrier_ends, the
+ * waiting barriers go into the open batch and it is committed. */
+static bool
+barrier_release(kctx *k)
+{
+	for (int i = 0; i < k->nparts; i++)
+		if (k->parts[i].need >= 0 && k->parts[i].next < k->parts[i].need)
+			return true; /* not yet */
+	if (!dbm_evapply_release(k->e))
+		return false;
+	for (int i = 0; i < k->nparts; i++)
+	{
+		kpart *p = &k->parts[i];
+		if (p->pinned)
+			p->offset = p->next - 1;
+		p->pinned = false;
+		p->need = -1;
+	}
+	k->dirty = true;
+	return commit_kafka(k);
 }
 
 static stop_reason
@@ -1540,6 +1603,7 @@ run_kafka(cdc *c)
 		}
 	}
 	k.e = dbm_evapply_new(c->ap, &c->dec, c->schema, false);
+	dbm_evapply_hold_barriers(k.e);
 	c->batch_started = dbm_now_ms();
 	for (;;)
 	{
@@ -1582,6 +1646,13 @@ run_kafka(cdc *c)
 		{
 			if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
 			{
+				kpart *p = kpart_get(&k, rd_kafka_topic_name(m->rkt), m->partition);
+				p->next = m->offset; /* the end */
+				if (dbm_evapply_held(k.e) && !barrier_release(&k))
+				{
+					rd_kafka_message_destroy(m);
+					goto out;
+				}
 				if (c->stop_lsn)
 				{
 					kpart_get(&k, rd_kafka_topic_name(m->rkt), m->partition)->done = true;
@@ -1651,13 +1722,21 @@ run_kafka(cdc *c)
 			}
 			else
 			{
+				int held = dbm_evapply_held(k.e);
 				ok = dbm_evapply_event(k.e, &ev, where);
-				if (ok)
+				if (ok && dbm_evapply_held(k.e) > held)
 				{
-					p->offset = m->offset;
-					k.dirty = true;
+					/* a barrier waits: its offset is stored with it */
+					p->pinned = true;
+					ok = barrier_ends(&k);
 				}
+				if (ok && !p->pinned)
+					p->offset = m->offset;
+				k.dirty |= ok;
 			}
+			p->next = m->offset + 1;
+			if (ok && dbm_evapply_held(k.e))
+				ok = barrier_release(&k);
 			json_decref(msg);
 			dbm_event_clear(&ev);
 			rd_kafka_message_destroy(m);
