@@ -4,6 +4,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "pgoutput.h"
 
+#include "log.h"
 #include "util.h"
 
 #include <inttypes.h>
@@ -220,6 +221,221 @@ dbm_srcrel_free(dbm_srcrel *rel)
 	free(rel->name);
 	free(rel->qname);
 	free(rel);
+}
+
+bool
+dbm_pgo_frame_parse(const char *buf, size_t len, dbm_pgo_frame *f)
+{
+	dbm_rd rd;
+
+	memset(f, 0, sizeof(*f));
+	if (len == 0)
+		return false;
+	f->kind = buf[0];
+	dbm_rd_init(&rd, buf + 1, len - 1);
+	if (f->kind == 'k' && len >= 18)
+	{
+		/* Primary keepalive: Int64 end of WAL, Int64 time, Byte1 reply */
+		f->wal_end = dbm_rd_u64(&rd);
+		f->time = (int64_t) dbm_rd_u64(&rd);
+		f->reply = dbm_rd_u8(&rd) != 0;
+		return true;
+	}
+	if (f->kind == 'w' && len >= 25)
+	{
+		/* XLogData: Int64 start, Int64 end of WAL, Int64 time, message */
+		f->wal_start = dbm_rd_u64(&rd);
+		f->wal_end = dbm_rd_u64(&rd);
+		f->time = (int64_t) dbm_rd_u64(&rd);
+		f->msg = buf + 25;
+		f->len = len - 25;
+		return true;
+	}
+	return false;
+}
+
+struct dbm_pgo_decoder
+{
+	dbm_srcrel **rels; /* by id, in the order they came */
+	int nrels;
+	uint32_t *trunc; /* a Truncate's relation ids */
+	uint32_t trunc_cap;
+	dbm_val *oldv, *newv; /* a change's rows */
+	int vals_cap;
+};
+
+dbm_pgo_decoder *
+dbm_pgo_decoder_new(void)
+{
+	return xcalloc(1, sizeof(dbm_pgo_decoder));
+}
+
+void
+dbm_pgo_decoder_free(dbm_pgo_decoder *d)
+{
+	if (d == NULL)
+		return;
+	for (int i = 0; i < d->nrels; i++)
+		dbm_srcrel_free(d->rels[i]);
+	free(d->rels);
+	free(d->trunc);
+	free(d->oldv);
+	free(d->newv);
+	free(d);
+}
+
+dbm_srcrel *
+dbm_pgo_rel_find(dbm_pgo_decoder *d, uint32_t id)
+{
+	for (int i = 0; i < d->nrels; i++)
+		if (d->rels[i]->id == id)
+			return d->rels[i];
+	return NULL;
+}
+
+dbm_srcrel *
+dbm_pgo_rel_put(dbm_pgo_decoder *d, dbm_srcrel *r)
+{
+	for (int i = 0; i < d->nrels; i++)
+		if (d->rels[i]->id == r->id)
+		{
+			dbm_srcrel *old = d->rels[i];
+			d->rels[i] = r;
+			return old;
+		}
+	d->rels = xrealloc(d->rels, sizeof(dbm_srcrel *) * (size_t) (d->nrels + 1));
+	d->rels[d->nrels++] = r;
+	return NULL;
+}
+
+bool
+dbm_pgo_decode(dbm_pgo_decoder *d, const char *msg, size_t len, dbm_pgo_msg *m)
+{
+	dbm_rd *rd = &m->rd;
+
+	memset(m, 0, sizeof(*m));
+	dbm_rd_init(rd, msg, len);
+	m->kind = (char) dbm_rd_u8(rd);
+	switch (m->kind)
+	{
+		case 'B': /* Begin: Int64 final LSN, Int64 commit time, Int32 xid */
+			m->begin.final_lsn = dbm_rd_u64(rd);
+			m->begin.commit_time = (int64_t) dbm_rd_u64(rd);
+			m->begin.xid = dbm_rd_u32(rd);
+			break;
+
+		case 'O': /* Origin: Int64 origin LSN, String name */
+			dbm_rd_u64(rd);
+			m->origin = dbm_rd_str(rd);
+			break;
+
+		case 'R': /* Relation */
+			if ((m->rel = dbm_pgo_relation(rd)) == NULL)
+				goto bad;
+			break;
+
+		case 'Y': /* Type: the apply maps columns by name, nothing to keep */
+			break;
+
+		case 'I': /* Insert: Int32 relid, then the rows */
+		case 'U': /* Update: Int32 relid, then the rows */
+		case 'D': /* Delete: Int32 relid, then the rows */
+		{
+			uint32_t id = dbm_rd_u32(rd);
+			if ((m->rel = dbm_pgo_rel_find(d, id)) == NULL)
+			{
+				dbm_log_error("change for relation %u before its Relation message", id);
+				return false;
+			}
+			return true;
+		}
+
+		case 'T': /* Truncate: Int32 nrels, Int8 options, Int32 relid[] */
+			m->ntrunc = dbm_rd_u32(rd);
+			m->trunc_opts = dbm_rd_u8(rd);
+			if (rd->bad || m->ntrunc > 100000)
+				goto bad;
+			if (m->ntrunc >= d->trunc_cap)
+			{
+				d->trunc_cap = m->ntrunc + 1;
+				d->trunc = xrealloc(d->trunc, sizeof(uint32_t) * d->trunc_cap);
+			}
+			for (uint32_t i = 0; i < m->ntrunc; i++)
+				d->trunc[i] = dbm_rd_u32(rd);
+			m->trunc_ids = d->trunc;
+			break;
+
+		case 'M': /* Message: Int8 flags, Int64 LSN, String prefix, Int32 len, bytes */
+			m->msg_flags = dbm_rd_u8(rd);
+			m->msg_lsn = dbm_rd_u64(rd);
+			m->msg_prefix = dbm_rd_str(rd);
+			m->msg_len = dbm_rd_u32(rd);
+			m->msg_content = dbm_rd_bytes(rd, m->msg_len);
+			break;
+
+		case 'C': /* Commit: Int8 flags, Int64 commit LSN, Int64 end LSN, Int64 time */
+			dbm_rd_u8(rd);
+			m->commit.commit_lsn = dbm_rd_u64(rd);
+			m->commit.end_lsn = dbm_rd_u64(rd);
+			m->commit.commit_time = (int64_t) dbm_rd_u64(rd);
+			break;
+
+		default:
+			dbm_log_error("unknown pgoutput message type '%c'", m->kind);
+			return false;
+	}
+	if (rd->bad)
+		goto bad;
+	return true;
+
+bad:
+	dbm_log_error("malformed pgoutput message '%c' from the source", m->kind);
+	return false;
+}
+
+bool
+dbm_pgo_decode_change(dbm_pgo_decoder *d, dbm_pgo_msg *m, dbm_change *ch)
+{
+	dbm_rd *rd = &m->rd;
+	const dbm_srcrel *r = m->rel;
+	char tag;
+
+	memset(ch, 0, sizeof(*ch));
+	if (r->ncols >= d->vals_cap)
+	{
+		d->vals_cap = r->ncols + 1;
+		d->oldv = xrealloc(d->oldv, sizeof(dbm_val) * (size_t) d->vals_cap);
+		d->newv = xrealloc(d->newv, sizeof(dbm_val) * (size_t) d->vals_cap);
+	}
+	/* Insert: 'N' TupleData; Update: ['K' key | 'O' old row TupleData],
+	 * 'N' TupleData; Delete: 'K' | 'O', TupleData */
+	tag = (char) dbm_rd_u8(rd);
+	if (tag == 'K' || tag == 'O')
+	{
+		if (!dbm_pgo_tuple(rd, r->ncols, d->oldv))
+			goto bad;
+		ch->oldv = d->oldv;
+		ch->old_is_key = tag == 'K';
+		if (m->kind == 'U')
+			tag = (char) dbm_rd_u8(rd);
+	}
+	if (m->kind != 'D')
+	{
+		if (tag != 'N' || !dbm_pgo_tuple(rd, r->ncols, d->newv))
+			goto bad;
+		ch->newv = d->newv;
+	}
+	else if (ch->oldv == NULL)
+		goto bad; /* a delete names the row it deletes */
+	if (rd->bad)
+		goto bad;
+	ch->op = (dbm_op) m->kind;
+	ch->rel = m->rel;
+	return true;
+
+bad:
+	dbm_log_error("malformed pgoutput message '%c' from the source", m->kind);
+	return false;
 }
 
 void

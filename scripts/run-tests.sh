@@ -7,6 +7,14 @@
 #   scripts/run-tests.sh                     everything (tests/*.bats, then
 #                                            the end-to-end tier tests/e2e)
 #   scripts/run-tests.sh tests/hash.bats ... only these bats files
+#
+# DBM_BIN=DIR runs the tools, unit tests and fuzz replayer of another build
+# (make test-asan: build-asan).  Without it, the sanitizer builds of the
+# unit tests and the fuzz replayer in build-asan (make asan-unit) run too,
+# when they are there.  Sanitizer reports (ASan, LeakSanitizer, UBSan) are
+# fatal to the process and written to files that are shown at the end and
+# fail the run, so a report from a tool whose exit status a test ignores
+# is not missed.
 set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 2
@@ -14,8 +22,15 @@ cd "$(dirname "$0")/.." || exit 2
 passed=0
 failed=0
 skipped=0
+bin=${DBM_BIN:-build}
 log=$(mktemp "${TMPDIR:-/tmp}/dbm-run-tests.XXXXXX")
-trap 'rm -f "$log"' EXIT
+sanlog=$(mktemp -d "${TMPDIR:-/tmp}/dbm-sanitizer.XXXXXX")
+chmod 1777 "$sanlog"
+trap 'rm -f "$log"; rm -rf "$sanlog"' EXIT
+# exit 86 for a report; leaks are reported (a tool that exits without
+# freeing what is still reachable is not a leak)
+export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:exitcode=86:${ASAN_OPTIONS:-}:log_path=$sanlog/asan"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:exitcode=86:${UBSAN_OPTIONS:-}:log_path=$sanlog/ubsan"
 
 # run NAME COMMAND...: run a TAP producer, show its output, add its counts.
 run()
@@ -48,10 +63,18 @@ run()
 if [[ $# -gt 0 ]]; then
 	suites=("$@")
 else
-	if [[ -x build/unit-tests ]]; then
-		run "unit tests" build/unit-tests
+	if [[ -x $bin/unit-tests ]]; then
+		run "unit tests" "$bin/unit-tests"
 	else
-		echo "# unit tests: build/unit-tests not built, skipped"
+		echo "# unit tests: $bin/unit-tests not built, skipped"
+	fi
+	# every input kept for the fuzz targets (tests/fuzz), replayed
+	if [[ -x $bin/fuzz-replay ]]; then
+		run "fuzz regressions" "$bin/fuzz-replay" tests/fuzz
+	fi
+	if [[ -z ${DBM_BIN:-} && -x build-asan/unit-tests && -x build-asan/fuzz-replay ]]; then
+		run "unit tests (ASan+UBSan)" build-asan/unit-tests
+		run "fuzz regressions (ASan+UBSan)" build-asan/fuzz-replay tests/fuzz
 	fi
 	shopt -s nullglob
 	suites=(tests/*.bats tests/e2e/*.bats)
@@ -65,6 +88,18 @@ if [[ ${#suites[@]} -gt 0 ]]; then
 		echo "# bats not found (run scripts/setup.sh)"
 		failed=$((failed + 1))
 	fi
+fi
+
+shopt -s nullglob
+reports=("$sanlog"/*)
+shopt -u nullglob
+if [[ ${#reports[@]} -gt 0 ]]; then
+	for f in "${reports[@]}"; do
+		echo "# sanitizer report ${f##*/}:"
+		sed 's/^/#   /' "$f"
+	done
+	echo "# ${#reports[@]} sanitizer reports"
+	failed=$((failed + ${#reports[@]}))
 fi
 
 [[ $skipped -gt 0 ]] && echo "# $skipped skipped"

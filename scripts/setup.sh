@@ -11,6 +11,9 @@ set -euo pipefail
 PACKAGES=(
 	# build
 	gcc make pkg-config libpq-dev libxxhash-dev libjansson-dev librdkafka-dev
+	# sanitizer builds and fuzzing (make test's unit tests under ASan+UBSan,
+	# make test-asan, make fuzz): clang, its sanitizer runtimes and libFuzzer
+	clang libclang-rt-14-dev
 	# servers and clients used by tests, the demo and the runbooks
 	postgresql-15 postgresql-contrib pgbouncer kcat jq
 	# tests and docs

@@ -76,9 +76,8 @@ typedef struct
 	PGconn *repl;
 	dbm_apply *ap;
 
-	/* relations by id */
-	dbm_srcrel **rels;
-	int nrels;
+	/* the slot's decoding state: the relations it described */
+	dbm_pgo_decoder *pgo;
 
 	/* the source transaction being received */
 	bool in_txn;
@@ -226,15 +225,6 @@ send_feedback(cdc *c, bool reply)
 	}
 	c->last_feedback = dbm_now_ms();
 	return true;
-}
-
-static dbm_srcrel *
-find_rel(cdc *c, uint32_t id)
-{
-	for (int i = 0; i < c->nrels; i++)
-		if (c->rels[i]->id == id)
-			return c->rels[i];
-	return NULL;
 }
 
 /* The pending batch is committed: what the slot may forget moves on. */
@@ -453,17 +443,14 @@ skip_rel(cdc *c, dbm_srcrel *r)
 static bool
 handle(cdc *c, const char *msg, size_t len)
 {
-	dbm_rd rd;
-	char kind;
+	dbm_pgo_msg m;
 
-	dbm_rd_init(&rd, msg, len);
-	kind = (char) dbm_rd_u8(&rd);
-	switch (kind)
+	if (!dbm_pgo_decode(c->pgo, msg, len, &m))
+		return false; /* errors have already been logged */
+	switch (m.kind)
 	{
-		case 'B': /* Begin: Int64 final LSN, Int64 commit time, Int32 xid */
-			c->begin.final_lsn = dbm_rd_u64(&rd);
-			c->begin.commit_time = (int64_t) dbm_rd_u64(&rd);
-			c->begin.xid = dbm_rd_u32(&rd);
+		case 'B':
+			c->begin = m.begin;
 			if (c->stop_lsn && c->begin.final_lsn > c->stop_lsn)
 			{
 				/* committed after the stop position: not ours to apply */
@@ -477,29 +464,24 @@ handle(cdc *c, const char *msg, size_t len)
 			c->origin = NULL;
 			break;
 
-		case 'O': /* Origin: Int64 origin LSN, String name */
-			dbm_rd_u64(&rd);
-			c->origin = xstrdup(dbm_rd_str(&rd));
+		case 'O':
+			c->origin = xstrdup(m.origin);
 			if (c->skip_origin && fnmatch(c->skip_origin, c->origin, 0) == 0)
 				c->skip_txn = true;
 			break;
 
-		case 'R': /* Relation */
+		case 'R':
 		{
+			dbm_srcrel *r = m.rel, *old;
+
 			c->where_rel = NULL; /* a relation may come back at the same address */
-			dbm_srcrel *r = dbm_pgo_relation(&rd), *old;
-			if (r == NULL)
-				goto bad;
 			if (c->ap && !own_table(c, r) && !dbm_apply_map(c->ap, r))
 			{
 				dbm_srcrel_free(r);
 				return false;
 			}
-			if ((old = find_rel(c, r->id)) != NULL)
+			if ((old = dbm_pgo_rel_put(c->pgo, r)) != NULL)
 			{
-				for (int i = 0; i < c->nrels; i++)
-					if (c->rels[i] == old)
-						c->rels[i] = r;
 				if (c->ap && !dbm_apply_unmap(c->ap, old))
 				{
 					dbm_srcrel_free(old);
@@ -507,102 +489,44 @@ handle(cdc *c, const char *msg, size_t len)
 				}
 				dbm_srcrel_free(old);
 			}
-			else
-			{
-				c->rels = xrealloc(c->rels, sizeof(dbm_srcrel *) * (size_t) (c->nrels + 1));
-				c->rels[c->nrels++] = r;
-			}
 			break;
 		}
 
-		case 'Y': /* Type: the apply maps columns by name, nothing to keep */
-			break;
-
-		case 'I': /* Insert: Int32 relid, 'N', TupleData */
-		case 'U': /* Update: Int32 relid, ['K'|'O' TupleData], 'N' TupleData */
-		case 'D': /* Delete: Int32 relid, 'K'|'O', TupleData */
+		case 'I':
+		case 'U':
+		case 'D':
 		{
-			uint32_t id = dbm_rd_u32(&rd);
-			dbm_srcrel *r = find_rel(c, id);
-			dbm_val *newv = NULL, *oldv = NULL;
-			dbm_change ch = {0};
-			char tag;
-			bool ok = true;
+			dbm_change ch;
+			bool ok;
 
-			if (r == NULL)
-			{
-				dbm_log_error("change for relation %u before its Relation message", id);
-				return false;
-			}
 			if (!c->in_txn)
 				goto bad;
-			if (skip_rel(c, r))
+			if (skip_rel(c, m.rel))
 				break;
-			tag = (char) dbm_rd_u8(&rd);
-			if (tag == 'K' || tag == 'O')
-			{
-				oldv = xcalloc((size_t) r->ncols + 1, sizeof(dbm_val));
-				if (!dbm_pgo_tuple(&rd, r->ncols, oldv))
-				{
-					free(oldv);
-					goto bad;
-				}
-				ch.old_is_key = tag == 'K';
-				if (kind == 'U')
-					tag = (char) dbm_rd_u8(&rd);
-			}
-			if (kind != 'D')
-			{
-				if (tag != 'N')
-				{
-					free(oldv);
-					goto bad;
-				}
-				newv = xcalloc((size_t) r->ncols + 1, sizeof(dbm_val));
-				if (!dbm_pgo_tuple(&rd, r->ncols, newv))
-				{
-					free(oldv);
-					free(newv);
-					goto bad;
-				}
-			}
-			ch.op = (dbm_op) kind;
-			ch.rel = r;
-			ch.newv = newv;
-			ch.oldv = oldv;
+			if (!dbm_pgo_decode_change(c->pgo, &m, &ch))
+				return false;
 			if (c->print)
 				ok = print_change(c, &ch);
 			else
 				ok = dbm_apply_change(c->ap, &ch,
-									  where(c, r, kind == 'I' ? "insert" : kind == 'U' ? "update" : "delete"));
-			free(oldv);
-			free(newv);
+									  where(c, m.rel, m.kind == 'I' ? "insert" : m.kind == 'U' ? "update" : "delete"));
 			if (!ok)
 				return false;
 			break;
 		}
 
-		case 'T': /* Truncate: Int32 nrels, Int8 options, Int32 relid[] */
+		case 'T':
 		{
-			uint32_t n = dbm_rd_u32(&rd);
-			uint8_t opts = dbm_rd_u8(&rd);
-			dbm_srcrel **list;
+			dbm_srcrel **list = xcalloc(m.ntrunc + 1, sizeof(dbm_srcrel *));
+			uint8_t opts = m.trunc_opts;
 			int nl = 0;
 			bool ok = true;
 
-			if (rd.bad || n > 100000)
-				goto bad;
-			list = xcalloc(n + 1, sizeof(dbm_srcrel *));
-			for (uint32_t i = 0; i < n; i++)
+			for (uint32_t i = 0; i < m.ntrunc; i++)
 			{
-				dbm_srcrel *r = find_rel(c, dbm_rd_u32(&rd));
+				dbm_srcrel *r = dbm_pgo_rel_find(c->pgo, m.trunc_ids[i]);
 				if (r && !skip_rel(c, r))
 					list[nl++] = r;
-			}
-			if (rd.bad)
-			{
-				free(list);
-				goto bad;
 			}
 			if (nl > 0 && c->print)
 			{
@@ -625,38 +549,25 @@ handle(cdc *c, const char *msg, size_t len)
 			break;
 		}
 
-		case 'M': /* Message: Int8 flags, Int64 LSN, String prefix, Int32 len, bytes */
-		{
-			uint8_t flags = dbm_rd_u8(&rd);
-			uint64_t mlsn = dbm_rd_u64(&rd);
-			const char *prefix = dbm_rd_str(&rd);
-			uint32_t mlen = dbm_rd_u32(&rd);
-			const char *content = dbm_rd_bytes(&rd, mlen);
-			char lsn[32];
-
-			if (rd.bad)
-				goto bad;
+		case 'M':
 			if (c->print && !c->skip_txn)
 			{
-				json_t *ct = json_stringn(content, mlen);
-				dbm_lsn_format(mlsn, lsn);
+				json_t *ct = json_stringn(m.msg_content, m.msg_len);
+				char lsn[32];
+				dbm_lsn_format(m.msg_lsn, lsn);
 				if (!dbm_jsonl_print(json_pack("{s:s,s:s,s:s,s:b,s:o}", "type", "message",
-											   "lsn", lsn, "prefix", prefix,
-											   "transactional", (flags & 1) != 0, "content",
-											   ct ? ct : json_null())))
+											   "lsn", lsn, "prefix", m.msg_prefix,
+											   "transactional", (m.msg_flags & 1) != 0,
+											   "content", ct ? ct : json_null())))
 					return false;
 			}
 			break;
-		}
 
-		case 'C': /* Commit: Int8 flags, Int64 commit LSN, Int64 end LSN, Int64 time */
+		case 'C':
 		{
-			dbm_pgo_commit cm;
-			dbm_rd_u8(&rd);
-			cm.commit_lsn = dbm_rd_u64(&rd);
-			cm.end_lsn = dbm_rd_u64(&rd);
-			cm.commit_time = (int64_t) dbm_rd_u64(&rd);
-			if (rd.bad || !c->in_txn)
+			dbm_pgo_commit cm = m.commit;
+
+			if (!c->in_txn)
 				goto bad;
 			c->in_txn = false;
 			if (c->print && !c->skip_txn)
@@ -690,17 +601,11 @@ handle(cdc *c, const char *msg, size_t len)
 				return commit_batch(c);
 			break;
 		}
-
-		default:
-			dbm_log_error("unknown pgoutput message type '%c'", kind);
-			return false;
 	}
-	if (rd.bad)
-		goto bad;
 	return true;
 
 bad:
-	dbm_log_error("malformed pgoutput message '%c' from the source", kind);
+	dbm_log_error("malformed pgoutput message '%c' from the source", m.kind);
 	return false;
 }
 
@@ -711,6 +616,8 @@ stream_changes(cdc *c)
 	{
 		char *buf;
 		int r;
+		dbm_pgo_frame fr;
+		bool known;
 
 		if (!c->in_txn)
 		{
@@ -776,16 +683,13 @@ stream_changes(cdc *c)
 			dbm_log_error("lost the source connection: %s", dbm_pg_error(c->repl));
 			return STOP_ERROR;
 		}
-		if (buf[0] == 'k' && r >= 18)
+		/* (a kind this client does not know is ignored) */
+		known = dbm_pgo_frame_parse(buf, (size_t) r, &fr);
+		if (known && fr.kind == 'k')
 		{
-			/* Primary keepalive: Int64 end of WAL, Int64 time, Byte1 reply */
-			dbm_rd rd;
-			uint64_t end;
-			bool reply;
-			dbm_rd_init(&rd, buf + 1, (size_t) r - 1);
-			end = dbm_rd_u64(&rd);
-			dbm_rd_u64(&rd);
-			reply = dbm_rd_u8(&rd) != 0;
+			/* Primary keepalive */
+			uint64_t end = fr.wal_end;
+			bool reply = fr.reply;
 			if (end > c->server_lsn)
 				c->server_lsn = end;
 			/* caught up: everything the server sent before this point is
@@ -806,17 +710,12 @@ stream_changes(cdc *c)
 				return STOP_ERROR;
 			}
 		}
-		else if (buf[0] == 'w' && r >= 25)
+		else if (known)
 		{
-			/* XLogData: Int64 start, Int64 end of WAL, Int64 time, message */
-			dbm_rd rd;
-			uint64_t end;
-			dbm_rd_init(&rd, buf + 1, 24);
-			dbm_rd_u64(&rd);
-			end = dbm_rd_u64(&rd);
-			if (end > c->server_lsn)
-				c->server_lsn = end;
-			if (!handle(c, buf + 25, (size_t) r - 25))
+			/* XLogData: a pgoutput message */
+			if (fr.wal_end > c->server_lsn)
+				c->server_lsn = fr.wal_end;
+			if (!handle(c, fr.msg, fr.len))
 			{
 				PQfreemem(buf);
 				return STOP_ERROR;
@@ -2055,6 +1954,7 @@ main(int argc, char **argv)
 	if (c.skip_origin == NULL && !no_origin)
 		c.skip_origin = "dbm_*";
 	dbm_buf_init(&c.where);
+	c.pgo = dbm_pgo_decoder_new();
 	c.started = dbm_now_ms();
 	c.last_data = c.started;
 	c.last_progress = c.started;
@@ -2116,9 +2016,7 @@ main(int argc, char **argv)
 out:
 	dbm_apply_close(c.ap);
 	PQfinish(c.repl);
-	for (int i = 0; i < c.nrels; i++)
-		dbm_srcrel_free(c.rels[i]);
-	free(c.rels);
+	dbm_pgo_decoder_free(c.pgo);
 	free(c.origin);
 	free(origin_buf);
 	free(stream_buf);
