@@ -9,8 +9,9 @@ export TZ=UTC
 export PGCONNECT_TIMEOUT=${PGCONNECT_TIMEOUT:-10}
 
 DBM_RUNBOOKS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# the checkout's binaries when run from one, the installed ones else
-[[ -x "$DBM_RUNBOOKS/../build/dbm-snapshot" ]] && PATH="$DBM_RUNBOOKS/../build:$PATH"
+# the checkout's binaries when run from one (DBM_BIN: another build's, as
+# in make test-asan), the installed ones else
+[[ -n "${DBM_BIN:-}" || -x "$DBM_RUNBOOKS/../build/dbm-snapshot" ]] && PATH="${DBM_BIN:-$DBM_RUNBOOKS/../build}:$PATH"
 
 JSON_OUT=      # --json: JSON lines on stdout instead of the report
 RUN_LOG=       # $STATE/run.jsonl once the state dir is set up

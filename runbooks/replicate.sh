@@ -224,9 +224,10 @@ done
 [[ -n "${DBM_SOURCE:-}" ]] || die "DBM_SOURCE is not set (a libpq conninfo string or URI)"
 [[ -n "${DBM_TARGET:-}" ]] || die "DBM_TARGET is not set (a libpq conninfo string or URI)"
 
-# Use the checkout's binaries when run from one, the installed ones else.
+# Use the checkout's binaries when run from one (DBM_BIN: another build's,
+# as in make test-asan), the installed ones else.
 HERE=$(cd "$(dirname "$0")" && pwd)
-[[ -x "$HERE/../build/dbm-snapshot" ]] && PATH="$HERE/../build:$PATH"
+[[ -n "${DBM_BIN:-}" || -x "$HERE/../build/dbm-snapshot" ]] && PATH="${DBM_BIN:-$HERE/../build}:$PATH"
 for cmd in jq pg_dump pg_restore psql vacuumdb dbm-snapshot dbm-cdc-apply; do
 	command -v "$cmd" >/dev/null 2>&1 || die "\"$cmd\" not found in PATH"
 done

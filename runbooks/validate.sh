@@ -150,9 +150,10 @@ write_report()
 		"$4" >"$file.tmp" && mv -f "$file.tmp" "$file"
 }
 
-# Use the checkout's binaries when run from one, the installed ones else.
+# Use the checkout's binaries when run from one (DBM_BIN: another build's,
+# as in make test-asan), the installed ones else.
 HERE=$(cd "$(dirname "$0")" && pwd)
-[[ -x "$HERE/../build/dbm-diff" ]] && PATH="$HERE/../build:$PATH"
+[[ -n "${DBM_BIN:-}" || -x "$HERE/../build/dbm-diff" ]] && PATH="${DBM_BIN:-$HERE/../build}:$PATH"
 command -v jq >/dev/null 2>&1 || die "jq not found in PATH"
 
 dir=${DBM_LOG_DIR:-./dbm-logs}
