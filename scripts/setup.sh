@@ -5,7 +5,8 @@
 # and we cannot install them (not root and no sudo).
 #
 #   scripts/setup.sh          what make test, make demo and make bench need
-#   scripts/setup.sh --e2e    and what the end-to-end tier needs (make test-e2e)
+#   scripts/setup.sh --e2e    and what the end-to-end tier and the check of
+#                             docker-compose.yml need (make test, make test-e2e)
 set -euo pipefail
 
 PACKAGES=(
@@ -22,9 +23,12 @@ PACKAGES=(
 	pgcopydb postgresql-comparator hyperfine
 )
 # the end-to-end tier: a JVM for Kafka, Kafka Connect and Debezium, Maven to
-# fetch them (scripts/e2e-kafka.sh), curl for Connect's REST API
+# fetch them (scripts/e2e-kafka.sh), curl for Connect's REST API; and
+# docker-compose (its `config`, no Docker engine needed) and yq (YAML to
+# JSON for jq) to check docker-compose.yml against that tier
+# (tests/compose.bats)
 if [[ "${1:-}" == --e2e ]]; then
-	PACKAGES+=(default-jre-headless maven curl)
+	PACKAGES+=(default-jre-headless maven curl docker-compose yq)
 fi
 
 missing=()
