@@ -197,11 +197,54 @@ with_setting()
 }
 
 # psql_on CONNINFO SQL...: one value per line, unaligned, errors on stderr.
+# split_password CONNINFO: the conninfo without its password in REPLY, the
+# password (as libpq reads it) in SECRET, empty when it has none: psql and
+# pg_dump show their command line to every user of the host (ps), their
+# environment only to ours.
+split_password()
+{
+	local re_kv="(^|[[:space:]])password[[:space:]]*=[[:space:]]*('([^'\\\\]|\\\\.)*'|[^[:space:]]*)"
+	local re_uri='^(postgres(ql)?://)([^:@/]*):([^@/]*)@(.*)$' re_q='([?&])password=([^&#]*)(&?)'
+	local v out i
+	REPLY=$1 SECRET=
+	if [[ "$REPLY" =~ ^postgres(ql)?:// ]]; then
+		if [[ "$REPLY" =~ $re_uri ]]; then
+			v=${BASH_REMATCH[4]}
+			REPLY=${BASH_REMATCH[1]}${BASH_REMATCH[3]}@${BASH_REMATCH[5]}
+		elif [[ "$REPLY" =~ $re_q ]]; then
+			v=${BASH_REMATCH[2]}
+			if [[ -n "${BASH_REMATCH[3]}" ]]; then
+				REPLY=${REPLY/"${BASH_REMATCH[0]}"/${BASH_REMATCH[1]}}
+			else
+				REPLY=${REPLY/"${BASH_REMATCH[0]}"/}
+			fi
+		else
+			return 0
+		fi
+		printf -v SECRET '%b' "${v//%/\\x}"
+	elif [[ "$REPLY" =~ $re_kv ]]; then
+		v=${BASH_REMATCH[2]}
+		REPLY=${REPLY/"${BASH_REMATCH[0]}"/${BASH_REMATCH[1]}}
+		[[ "$v" == \'* ]] && v=${v:1:${#v}-2}
+		out=
+		for ((i = 0; i < ${#v}; i++)); do
+			[[ "${v:i:1}" == \\ ]] && i=$((i + 1))
+			out+=${v:i:1}
+		done
+		SECRET=$out
+	fi
+}
+
 psql_on()
 {
 	local conn=$1
 	shift
-	PGAPPNAME=dbm-$PROG psql -X -A -t -q -v ON_ERROR_STOP=1 -d "$conn" "$@"
+	split_password "$conn"
+	if [[ -n "$SECRET" ]]; then
+		PGPASSWORD=$SECRET PGAPPNAME=dbm-$PROG psql -X -A -t -q -v ON_ERROR_STOP=1 -d "$REPLY" "$@"
+	else
+		PGAPPNAME=dbm-$PROG psql -X -A -t -q -v ON_ERROR_STOP=1 -d "$conn" "$@"
+	fi
 }
 q_src() { local q=$1; shift; psql_on "$DBM_SOURCE" -c "$q" "$@"; }
 q_dst() { local q=$1; shift; psql_on "$DBM_TARGET" -c "$q" "$@"; }

@@ -160,3 +160,36 @@ dbm_wait_until()
 		sleep 0.1
 	done
 }
+
+# ---------------------------------------------------------------- secrets
+#
+# Proof that passwords never leak (tests/security.bats uses these; any suite
+# may): a marker password, a grep of every output file for it, and the
+# command lines every user of the host sees in ps.
+
+# dbm_secret_marker: a new marker password on stdout, "dbm-SECRET-" and 16
+# hex digits: found nowhere unless something leaked it.
+dbm_secret_marker()
+{
+	printf 'dbm-SECRET-%04x%04x%04x%04x\n' $RANDOM $RANDOM $RANDOM $RANDOM
+}
+
+# dbm_assert_no_secret MARKER PATH...: fail when a file (or any file under a
+# directory) holds MARKER, naming the file and showing the lines.
+dbm_assert_no_secret()
+{
+	local marker=${1:?usage: dbm_assert_no_secret MARKER PATH...} hits
+	shift
+	[[ ${#marker} -ge 8 ]] || { echo "dbm_assert_no_secret: marker too short" >&2; return 1; }
+	hits=$(grep -rnaF -e "$marker" -- "$@" 2>/dev/null) || return 0
+	echo "the password leaked:" >&2
+	printf '%s\n' "$hits" >&2
+	return 1
+}
+
+# dbm_ps_snapshot FILE: append every process's command line as ps shows it
+# to any user of the host (ps -ww -eo pid,args).
+dbm_ps_snapshot()
+{
+	ps -ww -eo pid,args >>"$1"
+}
