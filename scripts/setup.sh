@@ -18,7 +18,7 @@ PACKAGES=(
 	# servers and clients used by tests, the demo and the runbooks
 	postgresql-15 postgresql-contrib pgbouncer kcat jq
 	# tests and docs
-	bats bats-support bats-assert help2man
+	bats bats-support bats-assert help2man openssl
 	# peers and tools for the benchmarks
 	pgcopydb postgresql-comparator hyperfine
 )
