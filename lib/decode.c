@@ -16,6 +16,8 @@
 #include <xxhash.h>
 
 #define UNAVAILABLE "__debezium_unavailable_value"
+/* the largest scale of a PostgreSQL numeric (NUMERIC_DSCALE_MAX) */
+#define DECIMAL_MAX_SCALE 16383
 /* Debezium's stand-ins for PostgreSQL's +/-infinity timestamps */
 #define DBZ_POS_INFINITY INT64_C(9223372036825200000)
 #define DBZ_NEG_INFINITY INT64_C(-9223372036832400000)
@@ -128,9 +130,11 @@ dbm_decimal_from_base64(const char *b64, int scale, dbm_buf *out)
 	dbm_buf raw, digits;
 	bool ok;
 
+	dbm_buf_reset(out);
+	if (scale < -DECIMAL_MAX_SCALE || scale > DECIMAL_MAX_SCALE)
+		return false;
 	dbm_buf_init(&raw);
 	dbm_buf_init(&digits);
-	dbm_buf_reset(out);
 	ok = dbm_base64_decode(b64, strlen(b64), &raw);
 	if (ok)
 	{
@@ -182,8 +186,10 @@ floordiv(int64_t a, int64_t b)
 void
 dbm_date_from_days(int64_t days, dbm_buf *out)
 {
-	/* civil date from days since 1970-01-01 (proleptic Gregorian) */
-	int64_t z = days + 719468;
+	/* civil date from days since 1970-01-01 (proleptic Gregorian); days
+	 * beyond any calendar PostgreSQL knows are clamped where the
+	 * arithmetic would overflow */
+	int64_t z = (days > INT64_MAX - 719468 ? INT64_MAX - 719468 : days) + 719468;
 	int64_t era = floordiv(z, 146097);
 	int64_t doe = z - era * 146097;
 	int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
@@ -203,10 +209,33 @@ dbm_date_from_days(int64_t days, dbm_buf *out)
 		dbm_buf_puts(out, " BC");
 }
 
+/* a = q * b + r with 0 <= r < b (b > 0), for every a: nothing overflows */
+static void
+divmod(int64_t a, int64_t b, int64_t *q, int64_t *r)
+{
+	*q = a / b;
+	*r = a % b;
+	if (*r < 0)
+	{
+		*q -= 1;
+		*r += b;
+	}
+}
+
+/* v * m, false when that does not fit in 64 bits: no PostgreSQL date or
+ * time type holds such a value. */
+static bool
+mul64(int64_t v, int64_t m, int64_t *out)
+{
+	return !__builtin_mul_overflow(v, m, out);
+}
+
 void
 dbm_time_from_us(int64_t us, dbm_buf *out)
 {
-	int64_t s = floordiv(us, 1000000), frac = us - s * 1000000;
+	int64_t s, frac;
+
+	divmod(us, 1000000, &s, &frac);
 	dbm_buf_put_int(out, s / 3600, 2);
 	dbm_buf_putc(out, ':');
 	dbm_buf_put_int(out, (s / 60) % 60, 2);
@@ -222,9 +251,10 @@ dbm_time_from_us(int64_t us, dbm_buf *out)
 void
 dbm_timestamp_from_us(int64_t us, dbm_buf *out)
 {
-	int64_t days = floordiv(us, INT64_C(86400000000));
-	int64_t rest = us - days * INT64_C(86400000000);
+	int64_t days, rest;
 	dbm_buf b;
+
+	divmod(us, INT64_C(86400000000), &days, &rest);
 
 	/* the era goes after the time in PostgreSQL's input */
 	dbm_buf_init(&b);
@@ -323,15 +353,18 @@ is_type(const char *tname, const char *prefix)
  * 32 bits: wrapped) and -2147472691 (INT32_MIN days from 2000) in streamed
  * changes (seen with 2.7.4): all far outside PostgreSQL's dates, so they
  * can only be those. */
-static void
+static bool
 date_text(int64_t days, dbm_buf *out)
 {
 	if (days == INT64_C(-622191234) || days == INT64_C(-2147472692))
 		dbm_buf_puts(out, "infinity");
 	else if (days == INT64_C(-625821272) || days == INT64_C(-2147472691))
 		dbm_buf_puts(out, "-infinity");
+	else if (days > INT64_MAX - 719468)
+		return false; /* no calendar date (and dbm_date_from_days would clamp) */
 	else
 		dbm_date_from_days(days, out);
+	return true;
 }
 
 /* Is the target column an hstore (in whatever schema the extension is)? */
@@ -398,7 +431,11 @@ json_int64(json_t *v, int64_t *out)
 	}
 	if (json_is_real(v))
 	{
-		*out = (int64_t) json_real_value(v);
+		double d = json_real_value(v);
+		/* a double at or beyond 2^63 has no int64 value */
+		if (!(d > -9223372036854775808.0 && d < 9223372036854775808.0))
+			return false;
+		*out = (int64_t) d;
 		return true;
 	}
 	return false;
@@ -595,17 +632,16 @@ conv(json_t *v, json_t *field, const char *tname, const dbm_decode_opts *o,
 		if (strcmp(sem, "io.debezium.time.Date") == 0 ||
 			strcmp(sem, "org.apache.kafka.connect.data.Date") == 0)
 		{
-			if (!json_int64(v, &iv))
+			if (!json_int64(v, &iv) || !date_text(iv, out))
 				goto bad;
-			date_text(iv, out);
 			return true;
 		}
 		if (strcmp(sem, "io.debezium.time.Time") == 0 ||
 			strcmp(sem, "org.apache.kafka.connect.data.Time") == 0)
 		{
-			if (!json_int64(v, &iv))
+			if (!json_int64(v, &iv) || !mul64(iv, 1000, &iv))
 				goto bad;
-			dbm_time_from_us(iv * 1000, out);
+			dbm_time_from_us(iv, out);
 			return true;
 		}
 		if (strcmp(sem, "io.debezium.time.MicroTime") == 0)
@@ -637,8 +673,10 @@ conv(json_t *v, json_t *field, const char *tname, const dbm_decode_opts *o,
 				dbm_timestamp_from_us(iv, out);
 			else if (strstr(sem, "Nano"))
 				dbm_timestamp_from_us(floordiv(iv, 1000), out);
+			else if (mul64(iv, 1000, &iv))
+				dbm_timestamp_from_us(iv, out);
 			else
-				dbm_timestamp_from_us(iv * 1000, out);
+				goto bad;
 			return true;
 		}
 		if (strcmp(sem, "io.debezium.time.MicroDuration") == 0)
@@ -669,7 +707,9 @@ conv(json_t *v, json_t *field, const char *tname, const dbm_decode_opts *o,
 		if (strcmp(sem, "io.debezium.data.VariableScaleDecimal") == 0)
 		{
 			json_t *sc = json_object_get(v, "scale"), *val = json_object_get(v, "value");
-			if (!json_is_integer(sc) || !json_is_string(val))
+			if (!json_is_integer(sc) || !json_is_string(val) ||
+				json_integer_value(sc) < -DECIMAL_MAX_SCALE ||
+				json_integer_value(sc) > DECIMAL_MAX_SCALE)
 				goto bad;
 			dbm_buf_init(&tmp);
 			ok = dbm_decimal_from_base64(json_string_value(val), (int) json_integer_value(sc),
@@ -755,7 +795,8 @@ conv(json_t *v, json_t *field, const char *tname, const dbm_decode_opts *o,
 		/* no schema: the target column's type decides */
 		if (is_type(tname, "date") && json_int64(v, &iv))
 		{
-			date_text(iv, out);
+			if (!date_text(iv, out))
+				goto bad;
 			return true;
 		}
 		if (is_type(tname, "timestamp") && json_is_integer(v))
@@ -765,15 +806,19 @@ conv(json_t *v, json_t *field, const char *tname, const dbm_decode_opts *o,
 				dbm_buf_puts(out, "infinity");
 			else if (iv == DBZ_NEG_INFINITY)
 				dbm_buf_puts(out, "-infinity");
+			else if (col_precision(tname) > 3 || mul64(iv, 1000, &iv))
+				dbm_timestamp_from_us(iv, out);
 			else
-				dbm_timestamp_from_us(col_precision(tname) <= 3 ? iv * 1000 : iv, out);
+				goto bad;
 			return true;
 		}
 		if (is_type(tname, "time") && json_is_integer(v))
 		{
 			/* adaptive: up to millisecond precision in ms, else in us */
 			iv = json_integer_value(v);
-			dbm_time_from_us(col_precision(tname) <= 3 ? iv * 1000 : iv, out);
+			if (col_precision(tname) <= 3 && !mul64(iv, 1000, &iv))
+				goto bad;
+			dbm_time_from_us(iv, out);
 			return true;
 		}
 		if ((is_type(tname, "bit(") || is_type(tname, "bit varying(")) && json_is_string(v))
@@ -798,7 +843,9 @@ conv(json_t *v, json_t *field, const char *tname, const dbm_decode_opts *o,
 		if (is_type(tname, "numeric") && json_is_object(v))
 		{
 			json_t *sc = json_object_get(v, "scale"), *val = json_object_get(v, "value");
-			if (!json_is_integer(sc) || !json_is_string(val))
+			if (!json_is_integer(sc) || !json_is_string(val) ||
+				json_integer_value(sc) < -DECIMAL_MAX_SCALE ||
+				json_integer_value(sc) > DECIMAL_MAX_SCALE)
 				goto bad;
 			dbm_buf_init(&tmp);
 			ok = dbm_decimal_from_base64(json_string_value(val), (int) json_integer_value(sc),
