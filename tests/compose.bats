@@ -256,7 +256,11 @@ start_template_pgbouncer()
 	# mount, filled from the template by pgbouncer-config before it starts
 	run c '[.services.pgbouncer.command, .services.pgbouncer.volumes, .services.pgbouncer.depends_on["pgbouncer-config"],
 		.services["pgbouncer-config"].volumes]'
-	assert_output "[[\"pgbouncer\",\"/etc/pgbouncer/pgbouncer.ini\"],[\"pgbouncer-etc:/etc/pgbouncer:rw\"],{\"condition\":\"service_completed_successfully\"},[\"$REPO_ROOT/docker/pgbouncer:/docker/pgbouncer:ro\",\"pgbouncer-etc:/etc/pgbouncer:rw\"]]"
+	assert_output "[[\"/usr/sbin/pgbouncer\",\"/etc/pgbouncer/pgbouncer.ini\"],[\"pgbouncer-etc:/etc/pgbouncer:rw\"],{\"condition\":\"service_completed_successfully\"},[\"$REPO_ROOT/docker/pgbouncer:/docker/pgbouncer:ro\",\"pgbouncer-etc:/etc/pgbouncer:rw\"]]"
+	# Debian's pgbouncer, the one this suite runs below, from the
+	# toolkit's image, as a user other than root
+	run c '[.services.pgbouncer.image, .services.pgbouncer.build, .services.pgbouncer.user, .services.toolkit.image]'
+	assert_output "[\"dbm-toolkit\",{\"context\":\"$REPO_ROOT\"},\"postgres\",\"dbm-toolkit\"]"
 	grep -qx 'listen_port = 6432' "$REPO_ROOT/docker/pgbouncer/pgbouncer.ini"
 	grep -qx 'auth_file = /etc/pgbouncer/userlist.txt' "$REPO_ROOT/docker/pgbouncer/pgbouncer.ini"
 }
