@@ -83,10 +83,7 @@ e2e_port()
 # connector for the database of SRCCONN: topic prefix, slot and publication
 # NAME (a filtered publication of the tables there now), pgoutput, an
 # initial snapshot; KEY=VALUE pairs are added to its configuration.  Waits
-# until its task runs.  The configuration is the Docker Compose
-# playground's, docker/debezium-shop.json, with this test's database,
-# address and names instead of the playground's (tests/compose.bats checks
-# that nothing else differs).
+# until its task runs.
 e2e_connector()
 {
 	local name=$1 conn=$2 db json kv
@@ -94,11 +91,15 @@ e2e_connector()
 	db=" $conn "
 	db=${db##* dbname=}
 	db=${db%% *}
-	json=$(jq --arg name "$name" --arg port "$(e2e_port "$conn")" --arg db "$db" '. + {
+	json=$(jq -n --arg name "$name" --arg port "$(e2e_port "$conn")" --arg db "$db" '{
+		"connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+		"tasks.max": "1",
 		"database.hostname": "127.0.0.1", "database.port": $port,
-		"database.password": "unused", "database.dbname": $db,
-		"topic.prefix": $name, "slot.name": $name, "publication.name": $name}' \
-		"$REPO_ROOT/docker/debezium-shop.json") || return 1
+		"database.user": "postgres", "database.password": "unused", "database.dbname": $db,
+		"topic.prefix": $name, "plugin.name": "pgoutput",
+		"slot.name": $name, "publication.name": $name,
+		"publication.autocreate.mode": "filtered",
+		"schema.include.list": "public", "snapshot.mode": "initial"}')
 	for kv in "$@"; do
 		json=$(jq --arg k "${kv%%=*}" --arg v "${kv#*=}" '.[$k] = $v' <<<"$json")
 	done
