@@ -83,7 +83,10 @@ e2e_port()
 # connector for the database of SRCCONN: topic prefix, slot and publication
 # NAME (a filtered publication of the tables there now), pgoutput, an
 # initial snapshot; KEY=VALUE pairs are added to its configuration.  Waits
-# until its task runs.
+# until its task runs.  The configuration is the Docker Compose
+# playground's, docker/debezium-shop.json, with this test's database,
+# address and names instead of the playground's (tests/compose.bats checks
+# that nothing else differs).
 e2e_connector()
 {
 	local name=$1 conn=$2 db json kv
@@ -91,15 +94,11 @@ e2e_connector()
 	db=" $conn "
 	db=${db##* dbname=}
 	db=${db%% *}
-	json=$(jq -n --arg name "$name" --arg port "$(e2e_port "$conn")" --arg db "$db" '{
-		"connector.class": "io.debezium.connector.postgresql.PostgresConnector",
-		"tasks.max": "1",
+	json=$(jq --arg name "$name" --arg port "$(e2e_port "$conn")" --arg db "$db" '. + {
 		"database.hostname": "127.0.0.1", "database.port": $port,
-		"database.user": "postgres", "database.password": "unused", "database.dbname": $db,
-		"topic.prefix": $name, "plugin.name": "pgoutput",
-		"slot.name": $name, "publication.name": $name,
-		"publication.autocreate.mode": "filtered",
-		"schema.include.list": "public", "snapshot.mode": "initial"}')
+		"database.password": "unused", "database.dbname": $db,
+		"topic.prefix": $name, "slot.name": $name, "publication.name": $name}' \
+		"$REPO_ROOT/docker/debezium-shop.json") || return 1
 	for kv in "$@"; do
 		json=$(jq --arg k "${kv%%=*}" --arg v "${kv#*=}" '.[$k] = $v' <<<"$json")
 	done
@@ -210,6 +209,52 @@ e2e_schema()
 {
 	pg_dump --schema-only --no-publications --no-subscriptions "$1" |
 		psql "$2" -XAq -v ON_ERROR_STOP=1 >/dev/null
+}
+
+# ---- dbm-snapshot copies, Debezium streams from its slot (tests/e2e/debezium-variants.bats)
+
+# e2e_copy SRCCONN DSTCONN NAME OUTDIR: the bulk copy by dbm: the schema's
+# pre-data on the target, dbm-snapshot --slot NAME --publication NAME (a
+# pgoutput slot with an exported snapshot, and the copy in that snapshot),
+# then post-data.  The publication NAME must exist first: pgoutput reads it
+# through the historic catalog, as of the slot's start.  The copy's lines go
+# to OUTDIR/snapshot.jsonl.
+e2e_copy()
+{
+	local src=$1 dst=$2 name=$3 out=$4
+	pg_dump --section=pre-data --no-publications --no-subscriptions "$src" |
+		psql "$dst" -XAq -v ON_ERROR_STOP=1 >/dev/null || return 1
+	dbm-snapshot --source "$src" --target "$dst" --slot "$name" --publication "$name" \
+		>"$out/snapshot.jsonl" 2>"$out/snapshot.err" || {
+		cat "$out/snapshot.err" >&2
+		return 1
+	}
+	pg_dump --section=post-data --no-publications --no-subscriptions "$src" |
+		psql "$dst" -XAq -v ON_ERROR_STOP=1 >/dev/null
+}
+
+# e2e_stream_connector NAME SRCCONN [KEY=VALUE]...: a connector that
+# snapshots nothing and streams from the slot and publication NAME that are
+# there already (e2e_copy's): it starts exactly where the copy ended.
+e2e_stream_connector()
+{
+	local name=$1 conn=$2
+	shift 2
+	e2e_connector "$name" "$conn" "slot.name=$name" "publication.name=$name" \
+		publication.autocreate.mode=disabled snapshot.mode=no_data "$@"
+}
+
+# e2e_restart_connect: stop Kafka Connect and start it again on its
+# offsets file; CONNECT is the new worker's URL.  Connectors made through
+# REST are gone with the worker: PUT them again (e2e_connector).
+e2e_restart_connect()
+{
+	"$E2E_KAFKA" stop-connect "$E2E_DIR" || return 1
+	CONNECT=$("$E2E_KAFKA" start-connect "$E2E_DIR" "$BROKERS" 2>>"$E2E_DIR/start.err") || {
+		cat "$E2E_DIR/start.err" >&2
+		return 1
+	}
+	export CONNECT
 }
 
 # ---- dbm-snapshot copies, Debezium streams from its slot (tests/e2e/debezium-variants.bats)
