@@ -199,7 +199,8 @@ small_schema()
 # and back with the given connection strings: dbm-snapshot --slot, rows
 # written, dbm-cdc-apply --slot (with --metrics-file), dbm-hash, dbm-diff,
 # dbm-freeze --readonly, dbm-cdc-apply to the freeze, dbm-switch --exec,
-# the reverse dbm-cdc-apply, dbm-rollback --exec --readonly.  Every output
+# the reverse dbm-cdc-apply, dbm-rollback --exec --readonly (BEFORE_SWITCH,
+# when set, is run before dbm-switch).  Every output
 # in $OUT/<step>.out and .err; each step must succeed.
 cutover_all()
 {
@@ -217,6 +218,7 @@ cutover_all()
 	lsn=$(jq -r 'select(.type == "frozen") | .lsn' "$OUT/freeze.out")
 	step apply2 dbm-cdc-apply --source "$s" --target "$d" --slot "$FSLOT" \
 		--stop-at-lsn "$lsn" --metrics-file "$OUT/apply.prom"
+	[[ -z "${BEFORE_SWITCH:-}" ]] || eval "$BEFORE_SWITCH"
 	step switch dbm-switch --source "$s" --target "$d" --freeze "$OUT/freeze.out" \
 		--exec true --reverse-slot "$RSLOT" --reverse-publication "$RSLOT"
 	dbm-cdc-apply --source "$d" --target "$s" --slot "$RSLOT" --publication "$RSLOT" \
@@ -722,4 +724,38 @@ _all_ssl()
 	equal_dbs "$S" "$D" items
 	# and dbm-diff as the reader roles of the same two
 	run -0 dbm-diff --source "$s" --target "$d"
+}
+
+@test "the whole cutover and back runs as the databases' owner with REPLICATION and pg_signal_backend, no superuser" {
+	small_schema
+	local c s d
+	for c in "$S" "$D"; do
+		psql "$c" -XAtq -v ON_ERROR_STOP=1 -v pw="$MARK" -v db="$DB" >/dev/null <<-'EOF'
+			DROP ROLE IF EXISTS dbm_owner;
+			CREATE ROLE dbm_owner LOGIN REPLICATION PASSWORD :'pw' IN ROLE pg_signal_backend;
+			ALTER DATABASE :"db" OWNER TO dbm_owner;
+			ALTER TABLE items OWNER TO dbm_owner;
+			ALTER SEQUENCE ticket_no OWNER TO dbm_owner;
+			GRANT EXECUTE ON FUNCTION pg_replication_origin_create(text),
+				pg_replication_origin_session_setup(text) TO dbm_owner;
+			GRANT SET ON PARAMETER session_replication_role TO dbm_owner;
+		EOF
+	done
+	# the publications FOR ALL TABLES, which only a superuser can make: the
+	# forward one before the copy, the reverse one before the switch
+	ps_ -c "CREATE PUBLICATION $FSLOT FOR ALL TABLES WITH (publish_via_partition_root = true)"
+	BEFORE_SWITCH='pd_ -c "CREATE PUBLICATION $RSLOT FOR ALL TABLES WITH (publish_via_partition_root = true)"'
+	run -0 psql "$S" -XAtc "SELECT rolsuper, rolreplication, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = 'dbm_owner'"
+	assert_output 'f|t|f|f'
+	export PGPASSWORD=$MARK
+	s=$(kv dbm_owner "$SRC_PORT")
+	d=$(kv dbm_owner "$DST_PORT")
+	cutover_all "$s" "$d"
+	equal_dbs "$S" "$D" items
+	# no step warned (a refused setting or origin would have)
+	local f
+	for f in "$OUT"/*.err; do
+		[[ ! -s "$f" ]] || { echo "$f: $(cat "$f")" >&2; false; }
+	done
+	[[ "$(ps_ -c "SELECT nextval('ticket_no')")" -ge 1001 ]]
 }
