@@ -1079,8 +1079,15 @@ decode_dbm(json_t *msg, dbm_event *ev, char *err, size_t errlen)
 			{
 				if (n == 0 && *p == '.')
 					ev->nsp = xstrdup(part.data);
-				else
+				else if (n == 0 || *p == '\0')
 					ev->table = xstrdup(part.data);
+				else
+				{
+					/* a third part (found by fuzzing: each one leaked) */
+					snprintf(err, errlen, "table \"%.60s\" is not schema.table", table);
+					dbm_buf_free(&part);
+					return false;
+				}
 				n++;
 				dbm_buf_reset(&part);
 				if (*p == '\0')
