@@ -136,3 +136,27 @@ dbm_pg_command(PGconn *conn, const char *sql, const char *what)
 	PQclear(res);
 	return ok;
 }
+
+void
+dbm_pg_abandon_copy_out(PGconn *conn)
+{
+	PGcancel *cancel = PQgetCancel(conn);
+	PGresult *res;
+	char errbuf[256], *buf;
+
+	if (cancel)
+	{
+		/* best effort: without it the rest of the COPY is read and dropped */
+		(void) PQcancel(cancel, errbuf, sizeof(errbuf));
+		PQfreeCancel(cancel);
+	}
+	while (PQgetCopyData(conn, &buf, 0) > 0)
+		PQfreemem(buf);
+	while ((res = PQgetResult(conn)) != NULL)
+	{
+		ExecStatusType st = PQresultStatus(res);
+		PQclear(res);
+		if (st == PGRES_COPY_OUT || st == PGRES_COPY_IN || st == PGRES_COPY_BOTH)
+			break;
+	}
+}

@@ -29,4 +29,9 @@ const char *dbm_pg_error(PGconn *conn);
  * what names the object for the error message (may be NULL). */
 bool dbm_pg_command(PGconn *conn, const char *sql, const char *what);
 
+/* Stop reading a COPY TO STDOUT before its end: cancel it on the server and
+ * read what was already sent, so the connection is idle (or broken) and
+ * PQgetResult no longer returns PGRES_COPY_OUT forever. */
+void dbm_pg_abandon_copy_out(PGconn *conn);
+
 #endif

@@ -6,6 +6,11 @@
 #                                    print the conninfo on stdout
 #   scripts/pgcluster.sh stop DIR    stop it (fast, then immediate); quiet,
 #                                    success when it is not running
+#   scripts/pgcluster.sh restart DIR [MODE [DOWN_SECS]]
+#                                    stop it with pg_ctl's MODE (immediate:
+#                                    a crash, the default; fast; smart),
+#                                    stay down DOWN_SECS (default 0), start
+#                                    it again on the same port (fault tests)
 #
 # The cluster listens on 127.0.0.1 and on a unix socket in DIR, trusts every
 # local connection (replication included), runs with wal_level=logical and
@@ -33,7 +38,7 @@ die()
 
 usage()
 {
-	echo "usage: $0 start DIR | stop DIR" >&2
+	echo "usage: $0 start DIR | stop DIR | restart DIR [immediate|fast|smart [DOWN_SECS]]" >&2
 	exit 2
 }
 
@@ -270,9 +275,27 @@ cmd_stop()
 	return 0
 }
 
-[[ $# -eq 2 ]] || usage
-case $1 in
-start) cmd_start "$2" ;;
-stop) cmd_stop "$2" ;;
+cmd_restart()
+{
+	local dir=$1 mode=${2:-immediate} down=${3:-0}
+	DATA=$dir/data
+	[[ "$mode" =~ ^(immediate|fast|smart)$ ]] || usage
+	[[ "$down" =~ ^[0-9]+(\.[0-9]+)?$ ]] || usage
+	[[ -f "$DATA/PG_VERSION" ]] || die "no cluster in \"$dir\""
+	find_bindir
+	if [[ $EUID -eq 0 ]]; then
+		SERVER_USER=$(stat -c %U "$DATA")
+	fi
+	as_server "$PGBIN/pg_ctl" -D "$DATA" -m "$mode" -w -t 60 stop >/dev/null 2>&1 ||
+		die "could not stop the server in \"$DATA\""
+	sleep "$down"
+	as_server "$PGBIN/pg_ctl" -D "$DATA" -l "$dir/postgres.log" -w -t 60 start \
+		>/dev/null 2>&1 || die "could not start the server in \"$DATA\" again"
+}
+
+case ${1:-} in
+start) [[ $# -eq 2 ]] || usage; cmd_start "$2" ;;
+stop) [[ $# -eq 2 ]] || usage; cmd_stop "$2" ;;
+restart) [[ $# -ge 2 && $# -le 4 ]] || usage; cmd_restart "$2" "${3:-}" "${4:-}" ;;
 *) usage ;;
 esac

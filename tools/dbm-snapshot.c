@@ -311,6 +311,10 @@ copy_piece(snap *s, PGconn *src, PGconn *dst, const piece *p, int64_t *rows,
 		dbm_log_error("could not read table %s: %s", u->rel->name, dbm_pg_error(src));
 		ok = false;
 	}
+	/* left before the end of the source's COPY (the target failed, or
+	 * another worker did): end it, or the results below never end */
+	if (len > 0)
+		dbm_pg_abandon_copy_out(src);
 	while ((res = PQgetResult(src)) != NULL)
 	{
 		if (ok && PQresultStatus(res) != PGRES_COMMAND_OK)
@@ -629,7 +633,7 @@ main(int argc, char **argv)
 	dbm_filter filter = {incl, 0, excl, 0, "dbm"};
 	long jobs = 4, split_rows = 0;
 	int64_t split_bytes = DEFAULT_SPLIT_BYTES;
-	bool resume = false;
+	bool resume = false, announced = false, dropped = false;
 	int c, rc = 2;
 	PGconn *repl = NULL, *coord = NULL, *dst = NULL;
 	dbm_table *tabs = NULL;
@@ -907,6 +911,7 @@ main(int argc, char **argv)
 								   "publication", publication, "resumed", resume)))
 		goto out;
 	fflush(stdout);
+	announced = true;
 
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
@@ -1004,6 +1009,16 @@ out:
 			PQfreemem(q);
 		}
 		PQfinish(c2);
+		dropped = true;
+	}
+	/* after a failure mid-copy, say how to go on */
+	if (rc != 0 && announced)
+	{
+		if (dropped)
+			dbm_log_info("nothing was kept: run the same command again");
+		else
+			dbm_log_info("%ld of %d pieces are copied: run it again with --resume to copy the rest",
+						 (long) atomic_load(&s.loaded), s.npieces);
 	}
 	PQfinish(dst);
 	for (int u = 0; u < s.nunits; u++)
