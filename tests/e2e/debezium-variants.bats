@@ -50,6 +50,8 @@ setup()
 	OUT=$BATS_TEST_TMPDIR
 	PIDS=()
 	unset DBM_SOURCE DBM_TARGET
+	# where Connect is now (a test before may have restarted it)
+	CONNECT=$(cat "$E2E_DIR/connect.url")
 	ps_ -c "CREATE TABLE e2e_marker (id int PRIMARY KEY, n bigint NOT NULL)" \
 		-c "INSERT INTO e2e_marker VALUES (1, 0)"
 }
