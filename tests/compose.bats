@@ -118,6 +118,7 @@ start_template_pgbouncer()
 	done
 	echo "start_template_pgbouncer: pgbouncer did not start; its log:" >&2
 	cat "$dir/start.log" "$dir/pgbouncer.log" >&2 2>/dev/null
+	rm -rf "$dir"
 	return 1
 }
 
