@@ -1077,10 +1077,17 @@ fblock_read(fside *s, fblock *b)
 							  s->r.line, table, s->last);
 				goto bad;
 			}
+			/* (an overflow was undefined behaviour, found by fuzzing) */
+			if (__builtin_add_overflow(s->total_rows, rows, &s->total_rows))
+			{
+				dbm_log_error("%s:%ld: the row counts of the tables add up to more"
+							  " than 2^63 (file corrupt)",
+							  s->r.path, s->r.line);
+				goto bad;
+			}
 			free(s->last);
 			s->last = xstrdup(table);
 			s->tables++;
-			s->total_rows += rows;
 			b->tline = o;
 			b->line = s->r.line;
 			return 1;
