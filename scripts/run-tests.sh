@@ -81,7 +81,7 @@ else
 		run "fuzz regressions (ASan+UBSan)" "${leaks[@]}" build-asan/fuzz-replay tests/fuzz
 	fi
 	shopt -s nullglob
-	suites=(tests/*.bats tests/e2e/*.bats)
+	suites=(tests/*.bats tests/faults/*.bats tests/e2e/*.bats)
 	shopt -u nullglob
 fi
 
