@@ -267,7 +267,8 @@ drill_down(side_table *l, side_table *r, const uint8_t *limit,
 			if (ok)
 				collect_diffs(&m, &pass);
 			dbm_keymap_free(&m);
-			qsort(pass.v, pass.n, sizeof(rowdiff), cmp_diff);
+			if (pass.n > 1) /* (pass.v is NULL when empty) */
+				qsort(pass.v, pass.n, sizeof(rowdiff), cmp_diff);
 			if (ok)
 				ok = sink(ctx, &pass);
 			diffs_free(&pass);
@@ -633,11 +634,13 @@ recheck(side *proto_l, side *proto_r, pending *p, int np, uint32_t nbuckets)
 			goto out_close;
 		/* keep old rows that still differ */
 		size_t kept = 0;
-		qsort(now.v, now.n, sizeof(rowdiff), cmp_diff);
+		/* (now.v is NULL when nothing differs any more: UBSan) */
+		if (now.n > 1)
+			qsort(now.v, now.n, sizeof(rowdiff), cmp_diff);
 		for (size_t a = 0; a < p[k].d.n; a++)
 		{
 			rowdiff *old = &p[k].d.v[a];
-			rowdiff *cur = bsearch(old, now.v, now.n, sizeof(rowdiff), cmp_diff);
+			rowdiff *cur = now.n ? bsearch(old, now.v, now.n, sizeof(rowdiff), cmp_diff) : NULL;
 			if (cur == NULL)
 			{
 				/* a changed row may now show as another status */

@@ -889,7 +889,8 @@ main(int argc, char **argv)
 		if (n > 1 && !start_split(dst, &s, un))
 			goto out;
 	}
-	qsort(s.pieces, (size_t) s.npieces, sizeof(piece), cmp_piece);
+	if (s.npieces > 1) /* (s.pieces is NULL without tables) */
+		qsort(s.pieces, (size_t) s.npieces, sizeof(piece), cmp_piece);
 
 	{
 		/* update (not replace) the run row so a resume keeps the slot's LSN */
