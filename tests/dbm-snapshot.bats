@@ -739,6 +739,18 @@ EOF
 	migrated s1.orders s1.order_items customers
 }
 
+@test "a FOR ALL TABLES publication already on the target (a reverse publication made early) does not stop the copy or its resume" {
+	both -c 'CREATE TABLE t (id int PRIMARY KEY, v text)'
+	ps_ -c "INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 1000) g"
+	pd_ -c 'CREATE PUBLICATION early FOR ALL TABLES'
+	run -0 --separate-stderr dbm-snapshot --source "$S" --target "$D" --slot "$SLOT"
+	assert_equal "$stderr" ""
+	run -0 --separate-stderr dbm-snapshot --source "$S" --target "$D" --slot "$SLOT" --resume
+	assert_equal "$stderr" ""
+	assert_equal "$(pd_ -c 'SELECT count(*), count(finished_at) FROM dbm.snapshot_run')" '1|1'
+	migrated t
+}
+
 # --------------------------------------------------------------- bad input
 
 @test "a table missing on the target exits 2 naming it, before anything is copied or a slot is left behind" {

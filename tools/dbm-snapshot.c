@@ -143,7 +143,10 @@ prepare_state(PGconn *dst, const char *schema, bool resume)
 	char *s = PQescapeIdentifier(dst, schema, strlen(schema));
 	char *sql = xasprintf(
 		"CREATE SCHEMA IF NOT EXISTS %s; "
+		/* one row; its key lets it be updated under a FOR ALL TABLES
+		 * publication on the target (a reverse publication made early) */
 		"CREATE TABLE IF NOT EXISTS %s.snapshot_run ("
+		" id int PRIMARY KEY DEFAULT 1 CHECK (id = 1),"
 		" slot text, lsn pg_lsn NOT NULL, snapshot text NOT NULL,"
 		" started_at timestamptz NOT NULL DEFAULT now(), finished_at timestamptz);"
 		"CREATE TABLE IF NOT EXISTS %s.snapshot_table ("
