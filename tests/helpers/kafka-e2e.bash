@@ -256,3 +256,15 @@ e2e_restart_connect()
 	}
 	export CONNECT
 }
+
+# e2e_skip_reason: why the end-to-end tier cannot run here (no Java, or
+# neither Maven nor the jars in the cache), nothing when it can; for
+# `skip` in setup_file.
+e2e_skip_reason()
+{
+	if ! command -v "${JAVA_HOME:+$JAVA_HOME/bin/}java" >/dev/null 2>&1; then
+		echo "the end-to-end tier needs java (scripts/setup.sh --e2e installs Java and Maven)"
+	elif ! command -v mvn >/dev/null 2>&1 && ! "$E2E_KAFKA" fetch >/dev/null 2>&1; then
+		echo "the end-to-end tier needs mvn, or its jars in the cache (scripts/setup.sh --e2e installs Java and Maven)"
+	fi
+}
