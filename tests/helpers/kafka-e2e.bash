@@ -258,8 +258,8 @@ e2e_restart_connect()
 }
 
 # e2e_skip_reason: why the end-to-end tier cannot run here (no Java, or
-# neither Maven nor the jars in the cache), nothing when it can; for
-# `skip` in setup_file.
+# neither Maven nor the jars in the cache), nothing when it can: what a
+# test gives `skip` (bats 1.8 cannot skip in setup_file).
 e2e_skip_reason()
 {
 	if ! command -v "${JAVA_HOME:+$JAVA_HOME/bin/}java" >/dev/null 2>&1; then
