@@ -47,11 +47,13 @@
 # idle source connector), the target cluster, the broker, the rest of the
 # machine (others).
 #
-# End-to-end lag: with both targets caught up, four live windows of
+# End-to-end lag: with both targets caught up, live windows of
 # BENCH_E2E_LIVE_SECS (30) each, one sink consuming at a time (the other one
 # stopped or paused): pgbench on the source (one client; per transaction an
 # account updated, an order inserted and a random older order updated) at
-# BENCH_E2E_RATE (100) transactions/s, then at full speed.  Per changed row,
+# BENCH_E2E_RATE (100) transactions/s, then at full speed; per rate, three
+# windows: dbm-cdc-apply with its defaults, dbm-cdc-apply --batch-ms
+# BENCH_E2E_BATCH_MS (0), the JDBC sink.  Per changed row,
 # lag = target commit time - source commit time, both from
 # pg_xact_commit_timestamp(xmin) of the row's last version (source rows whose
 # last change committed in the window; their target rows, read once the sink
@@ -70,11 +72,12 @@
 # clash with Connect's own (ServiceLoader finds Connect's
 # jackson-module-scala, "not a subtype", and the task fails as Hibernate
 # starts).  This script points scripts/e2e-kafka.sh at a private cache made
-# of symbolic links to the real one, without those three jars, as the
-# connector's own plugin archive has them; nothing in the cache changes.
+# of symbolic links to the real one, without those three jars (the plugin
+# then uses Connect's Jackson); nothing in the cache changes.
 #
 # Environment: BENCH_E2E_CHANGES (200000), BENCH_RUNS (3),
 # BENCH_E2E_RATE (100 source transactions/s), BENCH_E2E_LIVE_SECS (30),
+# BENCH_E2E_BATCH_MS (0: the --batch-ms of the second dbm-cdc-apply windows),
 # BENCH_RESULTS (bench/RESULTS.md), BENCH_KEEP=1 keeps the work directory,
 # DBM_E2E_HEAP (1g here: Kafka's default broker heap), DBM_E2E_JAVA_OPTS
 # (Kafka's own KAFKA_JVM_PERFORMANCE_OPTS here), DBM_E2E_CACHE.
@@ -86,7 +89,7 @@ CHANGES=${BENCH_E2E_CHANGES:-200000}
 RUNS=${BENCH_RUNS:-3}
 RATE=${BENCH_E2E_RATE:-100}
 LIVE_S=${BENCH_E2E_LIVE_SECS:-30}
-BATCH_MS=${BENCH_E2E_BATCH_MS:-20}
+BATCH_MS=${BENCH_E2E_BATCH_MS:-0}
 RESULTS=${BENCH_RESULTS:-$ROOT/bench/RESULTS.md}
 PGCLUSTER=$ROOT/scripts/pgcluster.sh
 E2E_KAFKA=$ROOT/scripts/e2e-kafka.sh
@@ -717,6 +720,7 @@ window()
 		-c "COPY (SELECT '$w', * FROM ($ROWS_SQL) r) TO STDOUT" >"$WORK/tgt.$w.tsv"
 	q "$LAGDB" -c "COPY src FROM STDIN" <"$WORK/src.$w.tsv"
 	q "$LAGDB" -c "COPY tgt FROM STDIN" <"$WORK/tgt.$w.tsv"
+	q "$LAGDB" -c "ANALYZE src, tgt"
 	local res
 	res=$(qv "$LAGDB" "SELECT count(*), count(t.k), count(*) FILTER (WHERE t.ts < s.ts),
 		round((1000 * percentile_cont(0.5) WITHIN GROUP (ORDER BY t.ts - s.ts))::numeric, 1),
@@ -902,11 +906,12 @@ source within the window, read on the target once the sink has caught up
 (each must be there, none older); p50 and p99 are \`percentile_cont\` over
 those rows. The lag includes Debezium's source connector and Kafka, the
 same for both. dbm-cdc-apply runs twice per rate: with its defaults, and
-with \`--batch-ms $BATCH_MS\`: it commits once a batch is 10000 rows or 200 ms
-old (\`--batch-ms\`), or when librdkafka has had nothing for 100 ms
-(\`rd_kafka_consumer_poll(..., 100)\`) and the batch is that old, so a
-trickle of changes waits up to 200 ms before its commit; the JDBC sink
-commits what each consumer poll returned. In these windows
+with \`--batch-ms $BATCH_MS\` (0: a commit after every message). It commits
+once a batch is 10000 rows or \`--batch-ms\` (200) old, checked after each
+message and when librdkafka has had nothing for 100 ms
+(\`rd_kafka_consumer_poll(..., 100)\`): a trickle of changes waits up to
+200 ms for its commit, and the end of a burst up to 100 ms more. The JDBC
+sink commits what each consumer poll returned, at once. In these windows
 dbm-cdc-apply runs with \`--no-origin\`: in a
 session with a replication origin, PostgreSQL stamps every commit with the
 origin's timestamp, which dbm-cdc-apply never sets per transaction
@@ -923,8 +928,7 @@ the connector's Maven closure, which includes jackson-core, -databind and
 com.fasterxml.jackson.module.scala.DefaultScalaModule not a subtype\`:
 Connect's own Jackson modules are found through the plugin's class loader).
 The benchmark gives Connect a plugin directory of links to the same jars
-without those three (as in the connector's plugin archive): the sink then
-uses Connect's Jackson 2.16.2.
+without those three: the sink then uses Connect's Jackson 2.16.2.
 
 ## Results
 
