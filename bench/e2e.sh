@@ -273,7 +273,7 @@ INSERT INTO sync.marker VALUES (1, 0);
 CREATE PROCEDURE sync.bench_backlog(a int, t int) LANGUAGE plpgsql AS $$
 DECLARE
 	i int;
-	k bigint;
+	k bigint; -- a FOR loop's own variable would be an int
 BEGIN
 	FOR i IN 0 .. (a - 1) / 100 LOOP
 		INSERT INTO bench_accounts
@@ -281,7 +281,8 @@ BEGIN
 		FROM generate_series(i * 100 + 1, least(a, i * 100 + 100)) g;
 		COMMIT;
 	END LOOP;
-	FOR k IN 1 .. t LOOP
+	FOR j IN 1 .. t LOOP
+		k := j;
 		UPDATE bench_accounts SET abalance = abalance + (k % 1000)::int - 500
 		WHERE aid = 1 + (k * 7919) % a;
 		INSERT INTO bench_orders VALUES (k, (k * 31) % 5000, 'new',
