@@ -149,7 +149,8 @@ dbm_pgo_relation(dbm_rd *r)
 	rel->key = xcalloc((size_t) rel->ncols + 1, sizeof(bool));
 	rel->types = xcalloc((size_t) rel->ncols + 1, sizeof(uint32_t));
 	rel->typmods = xcalloc((size_t) rel->ncols + 1, sizeof(int32_t));
-	for (int i = 0; i < rel->ncols; i++)
+	/* (a column count beyond the message stops at its end) */
+	for (int i = 0; i < rel->ncols && !r->bad; i++)
 	{
 		rel->key[i] = (dbm_rd_u8(r) & 1) != 0;
 		rel->cols[i] = xstrdup(dbm_rd_str(r));
