@@ -193,9 +193,14 @@ dbm_apply_open(const dbm_apply_opts *o)
 					 " triggers and foreign keys fire on the target",
 					 dbm_pg_error(a->conn));
 	PQclear(res);
-	/* synchronous_commit stays as configured (on by default): the slot
-	 * is told a position is flushed right after the commit, so the commit
-	 * must be durable by then */
+	/* the slot is told a position is flushed right after the commit, so
+	 * the commit must be durable by then, also on a server whose default
+	 * is synchronous_commit = off (a target tuned for the copy): else a
+	 * crash of the target loses transactions the slot no longer holds */
+	if (o->durable && !o->catalog_only &&
+		!dbm_pg_command(a->conn, "SET synchronous_commit = on",
+						"could not set synchronous_commit on the target"))
+		goto out_fail;
 	if (o->origin && !dbm_apply_set_origin(a, o->origin))
 		goto out_fail;
 
@@ -1471,6 +1476,17 @@ void
 dbm_apply_get_stats(dbm_apply *a, dbm_apply_stats *s)
 {
 	*s = a->st;
+}
+
+bool
+dbm_apply_lost(dbm_apply *a)
+{
+	/* reading notices the end of a connection the server closed after
+	 * its FATAL error (a terminated session, a shutdown) */
+	return a != NULL &&
+		   (PQstatus(a->conn) != CONNECTION_OK || !PQconsumeInput(a->conn) ||
+			PQstatus(a->conn) != CONNECTION_OK ||
+			(a->cat != NULL && PQstatus(a->cat) != CONNECTION_OK));
 }
 
 void

@@ -18,6 +18,8 @@ typedef struct
 	bool converge;		/* replays converge: upsert, delete if exists */
 	const char *origin; /* replication origin of the target session */
 	bool catalog_only;	/* read the target's catalog, write nothing (--print) */
+	bool durable;		/* commits flushed before they return (a slot is told
+						 * right after), whatever the server's default */
 } dbm_apply_opts;
 
 typedef struct dbm_apply dbm_apply;
@@ -74,6 +76,10 @@ bool dbm_apply_wait(dbm_apply *a);
 bool dbm_apply_in_txn(dbm_apply *a);
 uint64_t dbm_apply_pending_rows(dbm_apply *a);
 void dbm_apply_get_stats(dbm_apply *a, dbm_apply_stats *s);
+/* The connection to the target is gone (the server restarted, the session
+ * was terminated): a new dbm_apply_open may go on where the last commit
+ * left off. */
+bool dbm_apply_lost(dbm_apply *a);
 void dbm_apply_close(dbm_apply *a);
 
 #endif

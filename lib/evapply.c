@@ -61,6 +61,13 @@ dbm_evapply_new(dbm_apply *ap, const dbm_decode_opts *o, const char *schema, boo
 }
 
 void
+dbm_evapply_detach(dbm_evapply *e)
+{
+	if (e)
+		e->ap = NULL;
+}
+
+void
 dbm_evapply_free(dbm_evapply *e)
 {
 	if (e == NULL)

@@ -32,5 +32,8 @@ bool dbm_evapply_release(dbm_evapply *e);
 /* Events seen by kind, for the stopped line. */
 void dbm_evapply_counts(dbm_evapply *e, uint64_t *changes, uint64_t *skipped);
 void dbm_evapply_free(dbm_evapply *e);
+/* Forget the apply engine (its connection is gone): dbm_evapply_free then
+ * sends nothing. */
+void dbm_evapply_detach(dbm_evapply *e);
 
 #endif

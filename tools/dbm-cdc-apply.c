@@ -71,6 +71,17 @@ typedef struct
 	int nkprops;
 	const char *dead_letter; /* where undecodable events go, if anywhere */
 	dbm_decode_opts dec;
+	double reconnect; /* --reconnect: how long to keep trying */
+
+	/* reconnecting after a lost connection */
+	bool streamed;		   /* a session got going: later losses are retried */
+	bool source_gone;	   /* the source ended the stream with a shutdown */
+	bool slot_busy;		   /* the slot is still held (by the lost session) */
+	int64_t lost_at;	   /* monotonic ms of the loss, 0 when connected */
+	const char *lost_what; /* "source" or "target" */
+	int attempts;		   /* sessions tried since */
+	double delay;		   /* before the next one */
+	dbm_apply_stats done_stats; /* of the sessions before */
 
 	/* connections */
 	PGconn *repl;
@@ -120,6 +131,8 @@ typedef struct
 	uint64_t where_lsn;
 	uint32_t where_xid;
 } cdc;
+
+static const char *lost_side(cdc *c);
 
 static void
 usage(void)
@@ -171,6 +184,10 @@ usage(void)
 		   "                              the partitions (default dbm-cdc-apply)\n"
 		   "  -X KEY=VALUE                a librdkafka setting, passed unchanged\n"
 		   "                              (security.protocol, sasl.*, ssl.*, ...)\n"
+		   "      --reconnect=SECS        after a lost connection (a server restarted,\n"
+		   "                              a session terminated) reconnect with backoff\n"
+		   "                              and go on from the last commit, for up to\n"
+		   "                              SECS (default 600; 0: stop with exit 2)\n"
 		   "      --metrics-file=PATH     write Prometheus metrics there (atomically)\n"
 		   "      --progress-interval=SECS  seconds between progress lines (default 5)\n"
 		   "      --dbm-schema=NAME       schema for the toolkit's state (default dbm)\n"
@@ -320,6 +337,22 @@ write_metrics(cdc *c, uint64_t rows, uint64_t txns, double rate, uint64_t lag_by
 	return ok;
 }
 
+/* Rows and commits applied by this process: the sessions before a
+ * reconnect and the current one. */
+static void
+get_stats(cdc *c, dbm_apply_stats *st)
+{
+	*st = c->done_stats;
+	if (c->ap)
+	{
+		dbm_apply_stats now;
+		dbm_apply_get_stats(c->ap, &now);
+		st->rows += now.rows;
+		st->transactions += now.transactions;
+		st->missed += now.missed;
+	}
+}
+
 static bool
 progress(cdc *c, bool force)
 {
@@ -331,8 +364,8 @@ progress(cdc *c, bool force)
 
 	if (!force && now - c->last_progress < (int64_t) (c->progress_every * 1000))
 		return true;
-	if (c->ap)
-		dbm_apply_get_stats(c->ap, &st);
+	if (!c->print)
+		get_stats(c, &st);
 	else
 		st.rows = c->printed;
 	st.transactions = c->applied_txns;
@@ -663,6 +696,7 @@ stream_changes(cdc *c)
 			if (PQconsumeInput(c->repl) != 1)
 			{
 				dbm_log_error("lost the source connection: %s", dbm_pg_error(c->repl));
+				c->source_gone = true;
 				return STOP_ERROR;
 			}
 			continue;
@@ -670,17 +704,23 @@ stream_changes(cdc *c)
 		if (r == -1)
 		{
 			PGresult *res = PQgetResult(c->repl);
+			const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 			if (PQresultStatus(res) == PGRES_FATAL_ERROR)
 				dbm_log_error("the source ended the replication stream: %s",
 							  dbm_pg_error(c->repl));
 			else
 				dbm_log_error("the source ended the replication stream");
+			/* a shutdown, a crash, a terminated session (57P0x), a
+			 * connection failure (08xxx): another session may go on */
+			if (state && (strncmp(state, "57P0", 4) == 0 || strncmp(state, "08", 2) == 0))
+				c->source_gone = true;
 			PQclear(res);
 			return STOP_ERROR;
 		}
 		if (r < 0)
 		{
 			dbm_log_error("lost the source connection: %s", dbm_pg_error(c->repl));
+			c->source_gone = true;
 			return STOP_ERROR;
 		}
 		/* (a kind this client does not know is ignored) */
@@ -758,6 +798,10 @@ start_replication(cdc *c)
 	PQfreemem(pub);
 	if (PQresultStatus(res) != PGRES_COPY_BOTH)
 	{
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		/* active for another PID: after a lost connection, most likely
+		 * the walsender of our last session, on its way out */
+		c->slot_busy = state && strcmp(state, "55006") == 0;
 		dbm_log_error("could not start replication from slot \"%s\": %s", c->slot,
 					  dbm_pg_error(c->repl));
 		PQclear(res);
@@ -1336,8 +1380,9 @@ rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list
 		return;
 	}
 	/* partitions leave: what was applied from them is committed first, so
-	 * their next owner starts right after it */
-	if (!commit_kafka(k) || !dbm_apply_wait(k->c->ap))
+	 * their next owner starts right after it (not after a failure: nothing
+	 * of the failed batch may be committed) */
+	if (!k->failed && (!commit_kafka(k) || !dbm_apply_wait(k->c->ap)))
 		k->failed = true;
 	for (int i = 0; i < parts->cnt; i++)
 	{
@@ -1452,6 +1497,10 @@ run_kafka(cdc *c)
 	SET("auto.offset.reset", "earliest");
 	SET("enable.partition.eof", "true");
 	SET("log_level", "3");
+	/* a regex subscription sees topics made after the start (a connector
+	 * adding tables) within seconds, not librdkafka's 5 minutes */
+	if (c->topic_regex)
+		SET("topic.metadata.refresh.interval.ms", "5000");
 	for (int i = 0; i < c->nkprops; i++)
 	{
 		char *kv = xstrdup(c->kprops[i]);
@@ -1664,13 +1713,25 @@ out:
 		rd_kafka_consumer_close(k.rk);
 		rd_kafka_destroy(k.rk);
 	}
+	else if (lost_side(c))
+	{
+		/* the target is gone and a new session follows: leave the group
+		 * now (the revoke commits nothing after a failure), so that the
+		 * next consumer gets the partitions without waiting for the
+		 * session timeout */
+		k.failed = true;
+		rd_kafka_consumer_close(k.rk);
+		rd_kafka_destroy(k.rk);
+	}
 	else
 	{
 		/* nothing of the failed batch may be committed by a revoke */
 		k.failed = true;
 		rd_kafka_destroy_flags(k.rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
 	}
-	dbm_evapply_free(why == STOP_ERROR ? NULL : k.e);
+	if (why == STOP_ERROR)
+		dbm_evapply_detach(k.e); /* its rows died with the batch */
+	dbm_evapply_free(k.e);
 	for (int i = 0; i < k.nparts; i++)
 		free(k.parts[i].topic);
 	free(k.parts);
@@ -1679,6 +1740,206 @@ out:
 	if (dl)
 		fclose(dl);
 	return why;
+}
+
+/* ------------------------------------------------------------ sessions */
+
+/* After a failed session: the side whose connection is gone, or NULL when
+ * the failure is not one a new session can get past (a change the target
+ * refuses, a missing slot, a bad password...). */
+static const char *
+lost_side(cdc *c)
+{
+	if (c->input && strcmp(c->input, "-") == 0)
+		return NULL; /* what stdin gave cannot be read again */
+	if (c->slot_busy || c->source_gone ||
+		(c->repl && (PQstatus(c->repl) != CONNECTION_OK || !PQconsumeInput(c->repl))))
+		return "source";
+	if (c->ap && dbm_apply_lost(c->ap))
+		return "target";
+	/* a connection that could not be made: a server restarting, or down */
+	if (!c->print && c->ap == NULL && PQping(c->target) != PQPING_OK)
+		return "target";
+	if (c->slot && c->repl == NULL && PQping(c->source) != PQPING_OK)
+		return "source";
+	return NULL;
+}
+
+/* Close the session's connections, keeping its counts; the next session
+ * starts from the position stored on the target. */
+static void
+end_session(cdc *c)
+{
+	if (c->ap)
+	{
+		dbm_apply_stats st;
+		dbm_apply_get_stats(c->ap, &st);
+		c->done_stats.rows += st.rows;
+		c->done_stats.transactions += st.transactions;
+		c->done_stats.missed += st.missed;
+		dbm_apply_close(c->ap);
+		c->ap = NULL;
+	}
+	PQfinish(c->repl);
+	c->repl = NULL;
+	if (c->pgo)
+	{
+		/* a new walsender describes every relation again */
+		dbm_pgo_decoder_free(c->pgo);
+		c->pgo = dbm_pgo_decoder_new();
+	}
+	free(c->origin);
+	c->origin = NULL;
+	c->in_txn = c->skip_txn = c->stop_now = false;
+	c->batch_txns = 0;
+	c->pending = false;
+	c->pend_txns = 0;
+	c->where_rel = NULL;
+	c->where_op = NULL;
+	c->source_gone = c->slot_busy = false;
+}
+
+/* A session got going after a loss: say so once. */
+static bool
+session_up(cdc *c)
+{
+	bool ok = true;
+
+	if (c->lost_at)
+		ok = dbm_jsonl_print(json_pack("{s:s,s:s,s:i,s:I}", "type", "reconnected", "to",
+									   c->lost_what,
+									   "attempts", c->attempts, "ms",
+									   (json_int_t) (dbm_now_ms() - c->lost_at)));
+	c->lost_at = 0;
+	c->attempts = 0;
+	c->delay = 0;
+	c->streamed = true;
+	return ok;
+}
+
+/* The slot path: read the position on the target, start streaming from the
+ * slot, apply until a stop. */
+static stop_reason
+slot_session(cdc *c)
+{
+	c->slot_busy = c->source_gone = false;
+	if (!c->print)
+	{
+		dbm_apply_opts ao = {.conninfo = c->target,
+							 .appname = "dbm-cdc-apply",
+							 .schema = c->schema,
+							 .stream = c->stream,
+							 .converge = false,
+							 .durable = true,
+							 .origin = NULL};
+		char *lsn = NULL, *offsets = NULL;
+		if ((c->ap = dbm_apply_open(&ao)) == NULL ||
+			!dbm_apply_get_position(c->ap, &lsn, &offsets))
+			return STOP_ERROR;
+		c->start_lsn = 0;
+		if (lsn)
+			dbm_lsn_parse(lsn, &c->start_lsn);
+		free(lsn);
+		free(offsets);
+		c->flushed_lsn = c->start_lsn;
+	}
+	if ((c->repl = dbm_pg_connect_ex(c->source, "dbm-cdc-apply", true)) == NULL ||
+		!start_replication(c))
+		return STOP_ERROR;
+	/* after the slot is ours, so a second applier is told about the slot */
+	if (c->ap && c->origin_name && !dbm_apply_claim_origin(c->ap, c->origin_name))
+		return STOP_ERROR;
+	if (!session_up(c))
+		return STOP_ERROR;
+	return stream(c);
+}
+
+/* The event paths (a file or Kafka): the target, then the events. */
+static stop_reason
+event_session(cdc *c)
+{
+	if (!c->print)
+	{
+		/* replays of a stream converge: inserts and whole-row updates
+		 * are upserts, deletes remove what is there */
+		dbm_apply_opts ao = {.conninfo = c->target,
+							 .appname = "dbm-cdc-apply",
+							 .schema = c->schema,
+							 .stream = c->stream,
+							 .converge = true,
+							 .origin = NULL};
+		/* processes of one Kafka group share the stream: each claims an
+		 * origin of its own (dbm_STREAM, dbm_STREAM_2, ...) */
+		if ((c->ap = dbm_apply_open(&ao)) == NULL ||
+			(c->origin_name && !dbm_apply_claim_origin(c->ap, c->origin_name)))
+			return STOP_ERROR;
+	}
+	else if (c->target)
+	{
+		/* --print with --target: the target's column types convert
+		 * schema-less values; nothing is written there */
+		dbm_apply_opts ao = {.conninfo = c->target,
+							 .appname = "dbm-cdc-apply",
+							 .schema = c->schema,
+							 .stream = c->stream,
+							 .catalog_only = true};
+		if ((c->ap = dbm_apply_open(&ao)) == NULL)
+			return STOP_ERROR;
+	}
+	if (!session_up(c))
+		return STOP_ERROR;
+	return c->kafka ? run_kafka(c) : run_file(c);
+}
+
+/* Run sessions until one stops for a reason other than a lost connection,
+ * or --reconnect seconds pass without getting one going. Errors of a
+ * session are held until it is known whether they end the run (printed as
+ * the error) or a new session follows (printed as a warning). */
+static stop_reason
+run_sessions(cdc *c, stop_reason (*session)(cdc *))
+{
+	for (;;)
+	{
+		stop_reason why;
+		const char *side;
+		char *err;
+		int64_t now;
+
+		dbm_log_hold_errors(true);
+		why = session(c);
+		dbm_log_hold_errors(false);
+		err = dbm_log_take_held_error();
+		if (why != STOP_ERROR || !c->streamed || c->reconnect <= 0 || (side = lost_side(c)) == NULL)
+		{
+			if (err)
+				dbm_log_error("%s", err);
+			free(err);
+			return why;
+		}
+		now = dbm_now_ms();
+		if (c->lost_at == 0)
+		{
+			c->lost_at = now;
+			c->delay = 0.5;
+		}
+		else if (now - c->lost_at >= (int64_t) (c->reconnect * 1000))
+		{
+			dbm_log_error("%s (no session with the %s for %.0f s: giving up)",
+						  err ? err : "connection lost", side, (double) (now - c->lost_at) / 1000);
+			free(err);
+			return STOP_ERROR;
+		}
+		dbm_log_warn("%s: reconnecting to the %s in %.1f s",
+					 err ? err : "connection lost", side, c->delay);
+		c->lost_what = side;
+		free(err);
+		end_session(c);
+		c->attempts++;
+		dbm_sleep(c->delay, (volatile int *) &stop_requested);
+		if (stop_requested)
+			return STOP_SIGNAL;
+		c->delay = c->delay * 2 > 10 ? 10 : c->delay * 2;
+	}
 }
 
 int
@@ -1713,6 +1974,7 @@ main(int argc, char **argv)
 		{"group", required_argument, NULL, 'G'},
 		{"metrics-file", required_argument, NULL, 'M'},
 		{"progress-interval", required_argument, NULL, 'I'},
+		{"reconnect", required_argument, NULL, 'C'},
 		{"log-json", no_argument, NULL, 'L'},
 		{"version", no_argument, NULL, 'V'},
 		{"help", no_argument, NULL, 'h'},
@@ -1736,6 +1998,7 @@ main(int argc, char **argv)
 	c.batch_rows = 10000;
 	c.batch_ms = 200;
 	c.progress_every = 5;
+	c.reconnect = 600;
 	c.topics = xcalloc((size_t) argc + 1, sizeof(char *));
 	c.kprops = xcalloc((size_t) argc + 1, sizeof(char *));
 	while ((opt = getopt_long(argc, argv, "X:Vh", long_options, NULL)) != -1)
@@ -1819,6 +2082,14 @@ main(int argc, char **argv)
 					return 2;
 				}
 				break;
+			case 'C':
+				if (!dbm_parse_seconds(optarg, &c.reconnect) || c.reconnect < 0)
+				{
+					dbm_log_error("invalid value \"%s\" for --reconnect: expected seconds", optarg);
+					dbm_log_usage_hint();
+					return 2;
+				}
+				break;
 			case 'L': dbm_log_set_json(true); break;
 			case 'V': printf("dbm-cdc-apply (dbm) %s\n", DBM_VERSION); return 0;
 			case 'h': usage(); return 0;
@@ -1892,49 +2163,20 @@ main(int argc, char **argv)
 		c.started = dbm_now_ms();
 		c.last_data = c.started;
 		c.last_progress = c.started;
-		if (!c.print)
-		{
-			/* replays of a stream converge: inserts and whole-row updates
-			 * are upserts, deletes remove what is there */
-			dbm_apply_opts ao = {.conninfo = c.target,
-								 .appname = "dbm-cdc-apply",
-								 .schema = c.schema,
-								 .stream = c.stream,
-								 .converge = true,
-								 .origin = NULL};
-			if (c.origin_name == NULL && !no_origin)
-				c.origin_name = origin_buf = xasprintf("dbm_%s", c.stream);
-			/* processes of one Kafka group share the stream: each claims an
-			 * origin of its own (dbm_STREAM, dbm_STREAM_2, ...) */
-			if ((c.ap = dbm_apply_open(&ao)) == NULL ||
-				(c.origin_name && !dbm_apply_claim_origin(c.ap, c.origin_name)))
-				goto out;
-		}
-		else if (c.target)
-		{
-			/* --print with --target: the target's column types convert
-			 * schema-less values; nothing is written there */
-			dbm_apply_opts ao = {.conninfo = c.target,
-								 .appname = "dbm-cdc-apply",
-								 .schema = c.schema,
-								 .stream = c.stream,
-								 .catalog_only = true};
-			if ((c.ap = dbm_apply_open(&ao)) == NULL)
-				goto out;
-		}
+		if (!c.print && c.origin_name == NULL && !no_origin)
+			c.origin_name = origin_buf = xasprintf("dbm_%s", c.stream);
 		signal(SIGINT, on_signal);
 		signal(SIGTERM, on_signal);
-		why = c.kafka ? run_kafka(&c) : run_file(&c);
+		why = run_sessions(&c, event_session);
 		if (why == STOP_ERROR)
 			goto out;
 		progress(&c, true);
 		{
 			dbm_apply_stats st = {0};
-			if (c.ap)
-				dbm_apply_get_stats(c.ap, &st);
+			get_stats(&c, &st);
 			if (dbm_jsonl_print(json_pack("{s:s,s:s,s:I,s:I,s:I,s:I}", "type", "stopped",
 										  "reason", stop_name[why], "applied",
-										  (json_int_t) (c.ap && !c.print ? st.rows : c.printed),
+										  (json_int_t) (!c.print ? st.rows : c.printed),
 										  "transactions", (json_int_t) c.applied_txns,
 										  "skipped", (json_int_t) c.skipped, "missed",
 										  (json_int_t) st.missed)))
@@ -1959,43 +2201,17 @@ main(int argc, char **argv)
 	c.last_data = c.started;
 	c.last_progress = c.started;
 
-	if (!c.print)
-	{
-		dbm_apply_opts ao = {.conninfo = c.target,
-							 .appname = "dbm-cdc-apply",
-							 .schema = c.schema,
-							 .stream = c.stream,
-							 .converge = false,
-							 .origin = NULL};
-		char *lsn = NULL, *offsets = NULL;
-		if ((c.ap = dbm_apply_open(&ao)) == NULL ||
-			!dbm_apply_get_position(c.ap, &lsn, &offsets))
-			goto out;
-		if (lsn)
-			dbm_lsn_parse(lsn, &c.start_lsn);
-		free(lsn);
-		free(offsets);
-		c.flushed_lsn = c.start_lsn;
-	}
-	if ((c.repl = dbm_pg_connect_ex(c.source, "dbm-cdc-apply", true)) == NULL)
-		goto out;
-	if (!start_replication(&c))
-		goto out;
-	/* after the slot is ours, so a second applier is told about the slot */
-	if (c.ap && c.origin_name && !dbm_apply_claim_origin(c.ap, c.origin_name))
-		goto out;
-
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
-	why = stream(&c);
+	why = run_sessions(&c, slot_session);
 	if (why == STOP_ERROR)
 		goto out;
 	progress(&c, true);
 	{
 		dbm_apply_stats st = {0};
 		char lsn[32];
-		if (c.ap)
-			dbm_apply_get_stats(c.ap, &st);
+		if (!c.print)
+			get_stats(&c, &st);
 		else
 			st.rows = c.printed;
 		st.transactions = c.applied_txns;
