@@ -1,0 +1,326 @@
+#!/usr/bin/env bats
+# Faults during dbm-cdc-apply while pgbench-like clients write on the
+# source: killed at random points, the target or the source crashed and
+# restarted, its sessions and its walsender terminated, the target's disk
+# full, the slot dropped underneath, and the Kafka path's target crashed.
+# A lost connection is reconnected with backoff (a reconnected line, a
+# warning per attempt) and the apply goes on from the position stored on
+# the target; what cannot be got past stops with one error line and exit 2.
+# Every test ends with the target equal to the source for dbm-diff and for
+# a plain-SQL checksum, and with exact counts: each source transaction adds
+# one to a counter and inserts one row into a table without a key, so a
+# transaction lost or applied twice shows.
+
+bats_require_minimum_version 1.5.0
+
+load ../helpers/common
+load ../helpers/faults
+
+setup_file()
+{
+	dbm_start_clusters
+}
+
+teardown_file()
+{
+	local dir=$BATS_FILE_TMPDIR p
+	for p in kafka kafka.sleep; do
+		[[ -f "$dir/$p.pid" ]] && kill "$(cat "$dir/$p.pid")" 2>/dev/null
+	done
+	fault_small_disks_drop
+	dbm_stop_clusters
+}
+
+setup()
+{
+	DB="a_$BATS_TEST_NUMBER"
+	psql_src -c "CREATE DATABASE $DB"
+	psql_dst -c "CREATE DATABASE $DB"
+	S=${SRC/dbname=postgres/dbname=$DB}
+	D=${DST/dbname=postgres/dbname=$DB}
+	OUT=$BATS_TEST_TMPDIR
+	SLOT="fapply_$BATS_TEST_NUMBER"
+	PIDS=()
+	fault_seed
+	ps_ <<-'SQL'
+		CREATE TABLE counter (id int PRIMARY KEY, n bigint NOT NULL);
+		INSERT INTO counter VALUES (1, 0);
+		CREATE TABLE ledger (client int NOT NULL, n bigint NOT NULL, note text);
+		CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL, filler text);
+		INSERT INTO accounts SELECT g, 0, repeat('x', 80) FROM generate_series(1, 10000) g;
+	SQL
+	pg_dump --schema-only "$S" | pd_ >/dev/null
+}
+
+teardown()
+{
+	local p
+	for p in "${PIDS[@]}"; do
+		kill -CONT "$p" 2>/dev/null || true
+		kill -KILL "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	psql_src -c "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots
+		WHERE slot_name = '$SLOT' AND active" >/dev/null 2>&1 || true
+	psql_src -c "SELECT pg_drop_replication_slot('$SLOT')
+		FROM pg_replication_slots WHERE slot_name = '$SLOT'" >/dev/null 2>&1 || true
+}
+
+ps_() { psql "$S" -XAtq -v ON_ERROR_STOP=1 "$@"; }
+pd_() { psql "$D" -XAtq -v ON_ERROR_STOP=1 "$@"; }
+
+# copy: dbm-snapshot --slot (nothing written yet: the tables as they are).
+copy()
+{
+	run --separate-stderr dbm-snapshot --source "$S" --target "$D" --slot "$SLOT"
+	assert_success
+}
+
+# writer SECS [NOTE]: two clients, each transaction one counter increment,
+# one ledger row (its note the SQL expression NOTE, default 'txn'), one
+# account update; a client that loses its connection (the source crashed)
+# reconnects and goes on.
+writer()
+{
+	cat >"$OUT/txn.sql" <<-SQL
+		\\set a random(1, 10000)
+		BEGIN;
+		UPDATE counter SET n = n + 1 WHERE id = 1;
+		INSERT INTO ledger VALUES (:client_id, 1, ${2:-'txn'});
+		UPDATE accounts SET balance = balance + 1 WHERE id = :a;
+		END;
+	SQL
+	(
+		local end=$((SECONDS + $1))
+		while ((SECONDS < end)); do
+			pgbench -n -c 2 -T $((end - SECONDS > 0 ? end - SECONDS : 1)) -f "$OUT/txn.sql" "$S" \
+				>>"$OUT/pgbench.out" 2>&1 || sleep 0.5
+		done
+	) 3>&- &
+	PIDS+=($!)
+	WRITER=$!
+}
+
+# apply_bg NAME [OPTION]...: the slot apply in the background; pid in
+# NAME_pid, output in $OUT/NAME.out and .err.
+apply_bg()
+{
+	local name=$1
+	shift
+	dbm-cdc-apply --source "$S" --target "$D" --slot "$SLOT" --batch-ms 20 "$@" \
+		>"$OUT/$name.out" 2>"$OUT/$name.err" 3>&- &
+	PIDS+=($!)
+	eval "${name}_pid=$!"
+}
+
+# applied_some N: the target's counter is above N.
+applied_some() { (($(pd_ -c "SELECT n FROM counter") > $1)); }
+
+# settle NAME: writes stopped, NAME (running) applies up to the source's end
+# of WAL, then SIGTERM: exit 0 with a stopped line.
+settle()
+{
+	local pid_var="$1_pid" lsn rc=0
+	lsn=$(ps_ -c "SELECT pg_current_wal_insert_lsn()")
+	dbm_wait_until 120 caught_up "$lsn"
+	kill -TERM "${!pid_var}"
+	wait "${!pid_var}" || rc=$?
+	if [[ $rc -ne 0 ]]; then
+		cat "$OUT/$1.err" >&2
+		return 1
+	fi
+	jq -e -s '.[-1] | .type == "stopped" and .reason == "signal"' "$OUT/$1.out" >/dev/null
+}
+
+caught_up()
+{
+	[[ "$(pd_ -c "SELECT coalesce(max(lsn) >= '$1', false) FROM dbm.apply_position
+		WHERE stream = '$SLOT'" 2>/dev/null)" == t ]]
+}
+
+# exact: the target equals the source, transaction for transaction.
+exact()
+{
+	local txns
+	txns=$(ps_ -c "SELECT n FROM counter")
+	((txns > 0))
+	assert_equal "$(pd_ -c "SELECT n FROM counter")" "$txns"
+	assert_equal "$(pd_ -c "SELECT count(*) FROM ledger")" "$txns"
+	assert_equal "$(pd_ -c "SELECT sum(balance) FROM accounts")" "$txns"
+	fault_same "$S" "$D" public.accounts public.counter public.ledger
+}
+
+# reconnects NAME SIDE N: NAME printed N reconnected lines to SIDE, and a
+# warning for each failed attempt, no error.
+reconnects()
+{
+	assert_equal "$(jq -c -s --arg s "$2" '[.[] | select(.type == "reconnected") | .to == $s] | [length, all]' "$OUT/$1.out")" "[$3,true]"
+	assert_equal "$(grep -c ': error: ' "$OUT/$1.err")" 0
+	grep -q ': warning: .*: reconnecting to the '"$2"' in [0-9.]* s$' "$OUT/$1.err"
+}
+
+@test "SIGKILL at five random points, restarted each time: nothing lost, nothing applied twice" {
+	copy
+	writer 25
+	local i n
+	for i in 1 2 3 4 5; do
+		apply_bg run$i
+		sleep "$(fault_delay 200 2500)"
+		eval "kill -KILL \$run${i}_pid" 2>/dev/null || true
+		eval "wait \$run${i}_pid" 2>/dev/null || true
+		n=$(pd_ -c "SELECT n FROM counter")
+		echo "# kill $i: $n transactions on the target" >&3
+	done
+	wait "$WRITER"
+	apply_bg last
+	settle last
+	exact
+}
+
+@test "the target crashes and restarts twice: the apply reconnects and goes on; exact" {
+	copy
+	writer 15
+	apply_bg a
+	dbm_wait_until 60 applied_some 100
+	fault_restart "$DST_DIR" immediate 1
+	sleep "$(fault_delay 500 2000)"
+	fault_restart "$DST_DIR" immediate 0
+	wait "$WRITER"
+	settle a
+	reconnects a target 2
+	exact
+}
+
+@test "the source crashes and restarts: the apply reconnects to the slot and goes on; exact" {
+	copy
+	writer 15
+	apply_bg a
+	dbm_wait_until 60 applied_some 100
+	fault_restart "$SRC_DIR" immediate 1
+	wait "$WRITER"
+	settle a
+	reconnects a source 1
+	exact
+}
+
+@test "its target sessions and its walsender terminated: the apply reconnects each time; exact" {
+	copy
+	writer 15
+	apply_bg a
+	dbm_wait_until 60 applied_some 100
+	(($(fault_terminate "$D" dbm-cdc-apply) >= 1))
+	sleep "$(fault_delay 1000 2000)"
+	assert_equal "$(psql_src -c "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots
+		WHERE slot_name = '$SLOT'")" t
+	wait "$WRITER"
+	settle a
+	assert_equal "$(jq -c -s '[.[] | select(.type == "reconnected") | .to]' "$OUT/a.out")" '["target","source"]'
+	exact
+}
+
+@test "the target's disk fills up: exit 2 naming the disk, nothing of the failed batch committed; after it grows, a restart finishes; exact" {
+	local disk
+	disk=$(fault_small_disk 3m) || skip "cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)"
+	copy
+	pd_ -c "CREATE TABLESPACE small_$BATS_TEST_NUMBER LOCATION '$disk'" \
+		-c "ALTER TABLE ledger SET TABLESPACE small_$BATS_TEST_NUMBER"
+	# wide ledger rows (not compressible: md5s) fill 3 MB in seconds
+	writer 10 "(SELECT string_agg(md5(random()::text), '') FROM generate_series(1, 60))"
+	apply_bg a
+	local rc=0
+	wait "$a_pid" || rc=$?
+	assert_equal "$rc" 2
+	grep -E '^dbm-cdc-apply: error: .*(could not extend file|No space left on device)' "$OUT/a.err"
+	assert_equal "$(grep -c ': error: ' "$OUT/a.err")" 1
+	# the stored position and the rows agree: the counter is at a
+	# transaction boundary the ledger matches
+	assert_equal "$(pd_ -c "SELECT (SELECT n FROM counter) = (SELECT count(*) FROM ledger)")" t
+	wait "$WRITER"
+	fault_small_disk_resize "$disk" 256m
+	apply_bg b
+	settle b
+	exact
+}
+
+@test "the slot dropped underneath: exit 2 naming the slot, nothing more applied" {
+	copy
+	writer 5
+	apply_bg a
+	dbm_wait_until 60 applied_some 50
+	# end the walsender and drop the slot before the apply is back (its
+	# first retry waits 0.5 s)
+	ps_ -c "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots
+		WHERE slot_name = '$SLOT'" >/dev/null
+	dbm_wait_until 10 ps_ -c "SELECT pg_drop_replication_slot('$SLOT')"
+	local rc=0
+	wait "$a_pid" || rc=$?
+	assert_equal "$rc" 2
+	assert_equal "$(grep ': error: ' "$OUT/a.err")" \
+		"dbm-cdc-apply: error: could not start replication from slot \"$SLOT\": replication slot \"$SLOT\" does not exist"
+	wait "$WRITER"
+}
+
+@test "--reconnect 0 stops at the first lost connection with exit 2; --reconnect SECS gives up after SECS without the target" {
+	copy
+	writer 6
+	apply_bg a --reconnect 0
+	dbm_wait_until 60 applied_some 50
+	fault_terminate "$D" dbm-cdc-apply >/dev/null
+	local rc=0
+	wait "$a_pid" || rc=$?
+	assert_equal "$rc" 2
+	assert_equal "$(grep -c ': error: .*terminating connection due to administrator command' "$OUT/a.err")" 1
+	assert_equal "$(grep -c ': warning: .*reconnecting' "$OUT/a.err")" 0
+
+	apply_bg b --reconnect 2
+	dbm_wait_until 60 applied_some 100
+	# the target down for longer than that
+	"$REPO_ROOT/scripts/pgcluster.sh" restart "$DST_DIR" immediate 6 3>&- &
+	local restarter=$!
+	rc=0
+	wait "$b_pid" || rc=$?
+	wait "$restarter"
+	assert_equal "$rc" 2
+	grep -E '^dbm-cdc-apply: error: .*\(no session with the target for [0-9]+ s: giving up\)$' "$OUT/b.err"
+	wait "$WRITER"
+	apply_bg c
+	settle c
+	exact
+}
+
+@test "Kafka: the target crashes and restarts mid-stream: the consumer reconnects, seeks the stored offsets and goes on; exactly once" {
+	local dir=$BATS_FILE_TMPDIR i
+	mkfifo "$dir/kafka.in"
+	sleep 100000 >"$dir/kafka.in" 3>&- &
+	echo $! >"$dir/kafka.sleep.pid"
+	kafka-mock f_events:3 <"$dir/kafka.in" >"$dir/kafka.out" 2>"$dir/kafka.err" 3>&- &
+	echo $! >"$dir/kafka.pid"
+	dbm_wait_until 20 test -s "$dir/kafka.out"
+	local brokers
+	brokers=$(head -1 "$dir/kafka.out")
+	pd_ -c "CREATE TABLE events (id int PRIMARY KEY, v text)" -c "CREATE TABLE events_log (id int, v text)"
+	# each event inserts a row into a keyed table and one into a table
+	# without a key: applied twice would be a second log row
+	for i in $(seq 1 12000); do
+		printf '{"before":null,"after":{"id":%d,"v":"v%d"},"source":{"schema":"public","table":"events","txId":%d,"lsn":%d},"op":"c"}\n' "$i" "$i" "$i" $((1000 + i))
+		printf '{"before":null,"after":{"id":%d,"v":"v%d"},"source":{"schema":"public","table":"events_log","txId":%d,"lsn":%d},"op":"c"}\n' "$i" "$i" "$i" $((1000 + i))
+	done >"$OUT/events"
+	split -l 2000 -d "$OUT/events" "$OUT/chunk."
+	(for f in "$OUT"/chunk.*; do kcat -P -b "$brokers" -t f_events -l "$f"; sleep 0.3; done) 3>&- &
+	PIDS+=($!)
+	local producer=$!
+	dbm-cdc-apply --target "$D" --kafka "$brokers" --topic f_events --group fg --batch-rows 200 \
+		--batch-ms 20 -X session.timeout.ms=3000 -X heartbeat.interval.ms=500 \
+		>"$OUT/k.out" 2>"$OUT/k.err" 3>&- &
+	PIDS+=($!)
+	local k=$!
+	dbm_wait_until 60 eval '(($(pd_ -c "SELECT count(*) FROM events") > 2000))'
+	fault_restart "$DST_DIR" immediate 1
+	wait "$producer"
+	dbm_wait_until 120 eval '[[ $(pd_ -c "SELECT count(*) FROM events" 2>/dev/null) == 12000 && $(pd_ -c "SELECT count(*) FROM events_log" 2>/dev/null) -ge 12000 ]]'
+	kill -TERM "$k"
+	wait "$k"
+	assert_equal "$(pd_ -c "SELECT count(*), count(DISTINCT id), min(id), max(id) FROM events_log")" "12000|12000|1|12000"
+	assert_equal "$(jq -c -s '[.[] | select(.type == "reconnected") | .to]' "$OUT/k.out")" '["target"]'
+	assert_equal "$(grep -c ': error: ' "$OUT/k.err")" 0
+}
