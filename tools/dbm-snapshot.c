@@ -974,7 +974,12 @@ main(int argc, char **argv)
 	{
 		char *sch = PQescapeIdentifier(dst, s.schema, strlen(s.schema));
 		char *sql = xasprintf("UPDATE %s.snapshot_run SET finished_at = now()", sch);
-		bool ok = dbm_pg_command(dst, sql, "could not record the run on the target");
+		/* the pieces commit asynchronously; this commit waits for the WAL
+		 * flush, which makes every one before it durable too: a crash of
+		 * the target after the done line loses nothing */
+		bool ok = dbm_pg_command(dst, "SET synchronous_commit = on",
+								 "could not record the run on the target") &&
+				  dbm_pg_command(dst, sql, "could not record the run on the target");
 		free(sql);
 		PQfreemem(sch);
 		if (!ok)
