@@ -19,6 +19,10 @@
 #                     ($DBM_LOG_DIR/validate.jsonl) and migrate.sh's
 #                     validate step
 #
+# A slot retaining more WAL than DBM_WAL_ALARM (default 10GB; kB, MB, GB,
+# TB) is a problem: its apply is behind or stopped, and the server's disk
+# fills.
+#
 # --json prints one line:
 #   {"type":"status","at":"...","phase":"switched","primary":"target",
 #    "frozen":false,"forward":{...},"reverse":{...},"validation":{...},
@@ -53,6 +57,17 @@ while [[ $# -gt 0 ]]; do
 done
 [[ -z "$config" ]] || load_config "$config"
 common_settings
+# DBM_WAL_ALARM: retained WAL above this is a problem (bytes, or with kB, MB,
+# GB, TB; default 10GB)
+: "${DBM_WAL_ALARM:=10GB}"
+if [[ "$DBM_WAL_ALARM" =~ ^([0-9]+)[[:space:]]*(B|kB|MB|GB|TB)?$ ]]; then
+	case ${BASH_REMATCH[2]} in
+	kB) m=10 ;; MB) m=20 ;; GB) m=30 ;; TB) m=40 ;; *) m=0 ;;
+	esac
+	WAL_ALARM=$((BASH_REMATCH[1] << m))
+else
+	die "DBM_WAL_ALARM must be a size like 10GB or 500MB, not \"$DBM_WAL_ALARM\""
+fi
 command -v jq >/dev/null 2>&1 || die "jq not found in PATH"
 STATE=$DBM_STATE_DIR
 [[ -d "$STATE" ]] && STATE=$(cd "$STATE" && pwd)
@@ -177,6 +192,14 @@ fi
 for x in "$fwd" "$rev"; do
 	[[ "$(jq -r '.slot.wal_status // ""' <<<"$x")" == lost ]] &&
 		problems+=("slot $(jq -r .slot.name <<<"$x") lost WAL it needed: that stream cannot continue")
+	# a slot whose apply does not keep up holds WAL until the disk fills
+	retained=$(jq -r '.slot.retained_bytes // 0' <<<"$x")
+	if ((retained > WAL_ALARM)); then
+		human_bytes "$retained"
+		r=$REPLY
+		human_bytes "$WAL_ALARM"
+		problems+=("slot $(jq -r .slot.name <<<"$x") retains $r of WAL, above DBM_WAL_ALARM ($REPLY): its apply is behind or stopped, and the server's disk fills")
+	fi
 done
 
 # ---------------------------------------------------------------- validation

@@ -150,6 +150,13 @@ teardown()
 		and .forward.running and .reverse.running and (.reverse.slot.retained_bytes | type == "number")
 		and (.forward.lag_bytes | type == "number") and .validation.status == "equal"
 		and .problems == []' <<<"$output"
+	# retained WAL above DBM_WAL_ALARM is a problem: exit 1, named
+	DBM_WAL_ALARM=1B run --separate-stderr "$RB/status.sh" --json
+	assert_failure 1
+	jq -e '.problems | any(test("^slot mg_(fwd|rev)_[0-9]+ retains .* of WAL, above DBM_WAL_ALARM \\(1 B\\): its apply is behind or stopped"))' <<<"$output"
+	DBM_WAL_ALARM=lots run --separate-stderr "$RB/status.sh"
+	assert_failure 2
+	assert_equal "$stderr" 'status: error: DBM_WAL_ALARM must be a size like 10GB or 500MB, not "lots"'
 	# validate.sh: equal, a report and a Prometheus file
 	DBM_RECHECK_WAIT=1 run --separate-stderr "$RB/validate.sh"
 	assert_success
