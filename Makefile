@@ -36,7 +36,7 @@ LIB_OBJ    = $(LIB_SRC:lib/%.c=$(B)/lib/%.o)
 BINS       = $(TOOLS:%=$(B)/%)
 MANS       = $(TOOLS:%=docs/man/%.1)
 
-.PHONY: all test test-asan asan-unit fuzz unit demo bench bench-hash bench-snapshot bench-apply bench-cutover bench-debezium bench-e2e \
+.PHONY: all test test-asan asan-unit fuzz unit demo bench bench-hash bench-snapshot bench-apply bench-cutover bench-debezium bench-e2e bench-soak \
         install man clean setup
 
 all: $(BINS) $(B)/unit-tests $(B)/fuzz-replay $(B)/kafka-mock
@@ -141,6 +141,11 @@ bench-cutover: setup
 bench-debezium: setup
 	@$(MAKE) --no-print-directory all
 	@bench/debezium.sh
+
+# dbm-cdc-apply's memory and descriptors over a 10-minute apply
+bench-soak: setup
+	@$(MAKE) --no-print-directory all
+	@bench/soak.sh
 
 # real Debezium and Kafka: dbm-cdc-apply vs Debezium's JDBC sink connector
 bench-e2e:
