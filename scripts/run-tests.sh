@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Run every test: the C unit tests (build/unit-tests, TAP), then the bats
-# suites (tests/*.bats, TAP), serially.  Output streams as it comes; the last
+# suites (tests/*.bats and the fault suites tests/faults/*.bats, TAP; three
+# files at a time, see DBM_TEST_JOBS below), then the end-to-end tier
+# (tests/e2e/*.bats, one file at a time).  Output streams as it comes; the last
 # line is "N passed, N failed".  Exit 1 when anything failed, including a
 # runner that crashed or stopped short of its plan.
 #
@@ -64,6 +66,7 @@ run()
 	fi
 }
 
+e2e=()
 if [[ $# -gt 0 ]]; then
 	suites=("$@")
 else
@@ -81,17 +84,31 @@ else
 		run "fuzz regressions (ASan+UBSan)" "${leaks[@]}" build-asan/fuzz-replay tests/fuzz
 	fi
 	shopt -s nullglob
-	suites=(tests/*.bats tests/faults/*.bats tests/e2e/*.bats)
+	suites=(tests/*.bats tests/faults/*.bats)
+	e2e=(tests/e2e/*.bats)
 	shopt -u nullglob
 fi
 
-if [[ ${#suites[@]} -gt 0 ]]; then
-	if command -v bats >/dev/null 2>&1; then
-		run "bats ${suites[*]}" bats --tap "${suites[@]}"
-	else
-		echo "# bats not found (run scripts/setup.sh)"
-		failed=$((failed + 1))
+# The suites run DBM_TEST_JOBS files at a time (default 3; each file has
+# its own clusters, ports and servers; the tests of a file run in order),
+# with GNU parallel; the end-to-end tier after them, one file at a time (its
+# JVMs want the machine).
+jobs=${DBM_TEST_JOBS:-3}
+[[ "$jobs" =~ ^[1-9][0-9]*$ ]] || { echo "# DBM_TEST_JOBS must be a positive whole number"; exit 2; }
+par=()
+if ((jobs > 1)) && command -v parallel >/dev/null 2>&1; then
+	par=(--jobs "$jobs" --no-parallelize-within-files)
+fi
+if command -v bats >/dev/null 2>&1; then
+	if [[ ${#suites[@]} -gt 0 ]]; then
+		run "bats ${suites[*]}" bats --tap "${par[@]}" "${suites[@]}"
 	fi
+	if [[ ${#e2e[@]} -gt 0 ]]; then
+		run "bats ${e2e[*]}" bats --tap "${e2e[@]}"
+	fi
+elif [[ ${#suites[@]} -gt 0 || ${#e2e[@]} -gt 0 ]]; then
+	echo "# bats not found (run scripts/setup.sh)"
+	failed=$((failed + 1))
 fi
 
 shopt -s nullglob

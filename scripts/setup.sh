@@ -19,6 +19,8 @@ PACKAGES=(
 	postgresql-15 postgresql-contrib pgbouncer kcat jq
 	# tests and docs
 	bats bats-support bats-assert help2man openssl
+	# the suites in parallel (bats --jobs)
+	parallel
 	# peers and tools for the benchmarks
 	pgcopydb postgresql-comparator hyperfine
 )

@@ -183,6 +183,8 @@ reconnects()
 	apply_bg a
 	dbm_wait_until 60 applied_some 100
 	fault_restart "$DST_DIR" immediate 1
+	# the second crash once the apply is back (or it would be one outage)
+	dbm_wait_until 60 grep -q '"type":"reconnected"' "$OUT/a.out"
 	sleep "$(fault_delay 500 2000)"
 	fault_restart "$DST_DIR" immediate 0
 	wait "$WRITER"
