@@ -50,14 +50,17 @@
 # End-to-end lag: with both targets caught up, live windows of
 # BENCH_E2E_LIVE_SECS (30) each, one sink consuming at a time (the other one
 # stopped or paused): pgbench on the source (one client; per transaction an
-# account updated, an order inserted and a random older order updated) at
+# account updated, an order inserted, a random older order updated and, one
+# transaction in two, the order inserted 100 transactions earlier deleted) at
 # BENCH_E2E_RATE (100) transactions/s, then at full speed; per rate, three
 # windows: dbm-cdc-apply with its defaults, dbm-cdc-apply --batch-ms
 # BENCH_E2E_BATCH_MS (0), the JDBC sink.  Per changed row,
 # lag = target commit time - source commit time, both from
 # pg_xact_commit_timestamp(xmin) of the row's last version (source rows whose
 # last change committed in the window; their target rows, read once the sink
-# has caught up): p50, p99 and max with percentile_cont.  dbm-cdc-apply runs
+# has caught up): p50, p99 and max with percentile_cont; split at the
+# timestamp of the row's last message in Kafka (set by Connect's producer)
+# into source-to-Kafka and Kafka-to-target.  dbm-cdc-apply runs
 # with --no-origin in these windows: in a session with a replication origin,
 # PostgreSQL stamps every commit with the origin's timestamp, which
 # dbm-cdc-apply never sets per transaction (pg_replication_origin_xact_setup),
@@ -661,19 +664,42 @@ LIVE_SCRIPT=$WORK/live.sql
 cat >"$LIVE_SCRIPT" <<EOF
 \\set aid random(1, $A_ROWS)
 \\set oid random(1, $T_TX)
+\\set del random(0, 1)
 BEGIN;
 UPDATE bench_accounts SET abalance = abalance + 1 WHERE aid = :aid;
 INSERT INTO bench_orders (id, customer_id, status, amount, qty, paid, created_at, note, attrs, ref)
 	VALUES (nextval('bench_live_ids'), :aid % 5000, 'new', :aid / 100.0, 1, false, now(),
 	'live', '{"live": true}', gen_random_uuid());
 UPDATE bench_orders SET status = 'shipped', updated_at = localtimestamp WHERE id = :oid;
+\\if :del
+DELETE FROM bench_orders WHERE id = currval('bench_live_ids') - 100;
+\\endif
 END;
 EOF
 q "$DST0" -c "CREATE DATABASE lag"
 LAGDB=$(dst_db lag)
 q "$LAGDB" -c "CREATE TABLE src (w text, tbl text, k bigint, ts float8)" \
-	-c "CREATE TABLE tgt (w text, tbl text, k bigint, ts float8)"
-printf 'window\tsink\trate\tseconds\ttx_per_s\tchanges\tchanges_per_s\trows\tp50_ms\tp99_ms\tmax_ms\tcatchup_s\n' >"$WORK/lag.tsv"
+	-c "CREATE TABLE tgt (w text, tbl text, k bigint, ts float8)" \
+	-c "CREATE TABLE kts (w text, tbl text, k bigint, off bigint, ts float8)"
+printf 'window\tsink\trate\tseconds\ttx_per_s\tchanges\tchanges_per_s\trows\tp50_ms\tp99_ms\tmax_ms\tcatchup_s\tsrc_kafka_p50_ms\tsrc_kafka_p99_ms\tkafka_tgt_p50_ms\tkafka_tgt_p99_ms\n' >"$WORK/lag.tsv"
+
+# next_offset TOPIC: the offset its next message will get
+next_offset()
+{
+	local o
+	o=$(kcat -b "$BROKERS" -C -t "$1" -o -1 -e -q -f '%o\n' 2>/dev/null) || o=
+	echo $((${o:--1} + 1))
+}
+
+# kafka_times W TABLE TOPIC FROM: per message of TOPIC from offset FROM on,
+# "W TABLE key offset timestamp" (the timestamp Connect's producer gave it,
+# in ms)
+kafka_times()
+{
+	kcat -b "$BROKERS" -C -t "$3" -o "$4" -e -q -f '%o %T %k\n' |
+		sed -E -n 's/^([0-9]+) ([0-9]+) .*"payload":\{"[a-z_]+":(-?[0-9]+)\}\}$/\3\t\1\t\2/p' |
+		awk -v OFS='\t' -v w="$1" -v t="$2" '{ print w, t, $0 }'
+}
 
 # rows_sql: per row of the benchmark tables but the sentinels, its table,
 # key and the commit time of its last version (epoch seconds)
@@ -701,6 +727,9 @@ window()
 	quiet_wait
 	[[ $mode == rate ]] && rate_opt=(-R "$RATE")
 	m0=$(messages)
+	local oa oo
+	oa=$(next_offset bench.public.bench_accounts)
+	oo=$(next_offset bench.public.bench_orders)
 	ws=$(qv "$SRC" "SELECT extract(epoch FROM clock_timestamp())")
 	pgbench -n -c 1 "${rate_opt[@]}" -T "$LIVE_S" -f "$LIVE_SCRIPT" "$SRC" >"$WORK/out/pgbench.$w" 2>&1 3>&- ||
 		{ tail -n 5 "$WORK/out/pgbench.$w" >&2; die "pgbench ($w)"; }
@@ -724,7 +753,14 @@ window()
 		-c "COPY (SELECT '$w', * FROM ($ROWS_SQL) r) TO STDOUT" >"$WORK/tgt.$w.tsv"
 	q "$LAGDB" -c "COPY src FROM STDIN" <"$WORK/src.$w.tsv"
 	q "$LAGDB" -c "COPY tgt FROM STDIN" <"$WORK/tgt.$w.tsv"
-	q "$LAGDB" -c "ANALYZE src, tgt"
+	{
+		kafka_times "$w" a bench.public.bench_accounts "$oa"
+		kafka_times "$w" o bench.public.bench_orders "$oo"
+	} >"$WORK/kts.$w.tsv"
+	[[ $(wc -l <"$WORK/kts.$w.tsv") == $((m1 - m0)) ]] ||
+		die "$w: $(wc -l <"$WORK/kts.$w.tsv") message keys read, expected $((m1 - m0))"
+	q "$LAGDB" -c "COPY kts FROM STDIN" <"$WORK/kts.$w.tsv"
+	q "$LAGDB" -c "ANALYZE src, tgt, kts"
 	local res
 	res=$(qv "$LAGDB" "SELECT count(*), count(t.k), count(*) FILTER (WHERE t.ts < s.ts),
 		round((1000 * percentile_cont(0.5) WITHIN GROUP (ORDER BY t.ts - s.ts))::numeric, 1),
@@ -736,12 +772,28 @@ window()
 	((rows > 0)) || die "$w: no row changed in the window"
 	[[ $matched == "$rows" && $older == 0 ]] ||
 		die "$w: of $rows rows changed in the window, $matched are on the target, $older of them older"
+	# the two parts: source commit to Kafka (the timestamp of the row's
+	# last message), Kafka to target commit
+	local parts nk
+	parts=$(qv "$LAGDB" "WITH last AS (SELECT DISTINCT ON (tbl, k) tbl, k, ts / 1000 AS ts
+			FROM kts WHERE w = '$w' ORDER BY tbl, k, off DESC)
+		SELECT count(*),
+		round((1000 * percentile_cont(0.5) WITHIN GROUP (ORDER BY l.ts - s.ts))::numeric, 1),
+		round((1000 * percentile_cont(0.99) WITHIN GROUP (ORDER BY l.ts - s.ts))::numeric, 1),
+		round((1000 * percentile_cont(0.5) WITHIN GROUP (ORDER BY t.ts - l.ts))::numeric, 1),
+		round((1000 * percentile_cont(0.99) WITHIN GROUP (ORDER BY t.ts - l.ts))::numeric, 1)
+		FROM src s JOIN tgt t USING (w, tbl, k) JOIN last l USING (tbl, k) WHERE s.w = '$w'")
+	local sk50 sk99 kt50 kt99
+	IFS='|' read -r nk sk50 sk99 kt50 kt99 <<<"$parts"
+	[[ $nk == "$rows" ]] || die "$w: $nk of $rows rows have a message in the window"
 	# changes: messages in the window, the two sentinel bumps apart
 	awk -v OFS='\t' -v w="$w" -v s="$1" -v r="$([[ $mode == rate ]] && echo "$RATE tx/s" || echo full)" \
 		-v sec="$(awk -v a="$ws" -v b="$we" 'BEGIN { printf "%.1f", b - a }')" -v tps="$tps" \
 		-v ch=$((m1 - m0 - 2)) -v rows="$rows" -v p50="$p50" -v p99="$p99" -v mx="$max" -v tc="$tc" \
-		'BEGIN { print w, s, r, sec, tps, ch, sprintf("%.0f", ch / sec), rows, p50, p99, mx, tc }' >>"$WORK/lag.tsv"
-	say "$w: $((m1 - m0 - 2)) changes at $tps tx/s; lag of $rows rows: p50 ${p50} ms, p99 ${p99} ms, max ${max} ms; caught up ${tc}s after the window"
+		-v sk50="$sk50" -v sk99="$sk99" -v kt50="$kt50" -v kt99="$kt99" \
+		'BEGIN { print w, s, r, sec, tps, ch, sprintf("%.0f", ch / sec), rows, p50, p99, mx, tc,
+			sk50, sk99, kt50, kt99 }' >>"$WORK/lag.tsv"
+	say "$w: $((m1 - m0 - 2)) changes at $tps tx/s; lag of $rows rows: p50 ${p50} ms, p99 ${p99} ms, max ${max} ms (Kafka to target: p50 ${kt50} ms, p99 ${kt99} ms); caught up ${tc}s after the window"
 }
 
 # the live sinks' targets are the last drains'; dbm-cdc-apply continues its
@@ -820,9 +872,10 @@ row_tp()
 }
 row_lag()
 {
-	printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$2" \
+	printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s | %s |\n' "$2" \
 		"$(lagcol "$1" 3)" "$(lagcol "$1" 5)" "$(lagcol "$1" 6)" "$(lagcol "$1" 7)" \
-		"$(lagcol "$1" 8)" "$(lagcol "$1" 9)" "$(lagcol "$1" 10)" "$(lagcol "$1" 11)" "$(lagcol "$1" 12)"
+		"$(lagcol "$1" 8)" "$(lagcol "$1" 9)" "$(lagcol "$1" 10)" "$(lagcol "$1" 11)" \
+		"$(lagcol "$1" 13)" "$(lagcol "$1" 14)" "$(lagcol "$1" 15)" "$(lagcol "$1" 16)" "$(lagcol "$1" 12)"
 }
 
 SECTION=$WORK/section.md
@@ -899,9 +952,10 @@ checks').
 
 **Lag.** Then, the targets of the last drains stay in sync while the source
 takes live writes: pgbench, one client, each transaction updating a random
-account, inserting an order and updating a random older order (about 2.5
-changes), for ${LIVE_S}s at $RATE transactions/s, then for ${LIVE_S}s at full
-speed. One sink consumes at a time (the other one stopped, or its connector
+account, inserting an order, updating a random older order and, one
+transaction in two, deleting the order inserted 100 transactions earlier
+(about 3 changes; the mix of the backlog), for ${LIVE_S}s at $RATE
+transactions/s, then for ${LIVE_S}s at full speed. One sink consumes at a time (the other one stopped, or its connector
 paused), each window after the sink caught up with the previous ones. The
 lag of a change is its target commit time minus its source commit time,
 both \`pg_xact_commit_timestamp(xmin)\` of the row's last version
@@ -909,7 +963,9 @@ both \`pg_xact_commit_timestamp(xmin)\` of the row's last version
 source within the window, read on the target once the sink has caught up
 (each must be there, none older); p50 and p99 are \`percentile_cont\` over
 those rows. The lag includes Debezium's source connector and Kafka, the
-same for both. dbm-cdc-apply runs twice per rate: with its defaults, and
+same for both: it is split at the timestamp of the row's last message in
+Kafka (its CreateTime, set by Connect's producer as it sends) into
+source → Kafka and Kafka → target, the sink's own part. dbm-cdc-apply runs twice per rate: with its defaults, and
 with \`--batch-ms $BATCH_MS\` (0: a commit after every message). It commits
 once a batch is 10000 rows or \`--batch-ms\` (200) old, checked after each
 message and when librdkafka has had nothing for 100 ms
@@ -944,12 +1000,17 @@ $(row_tp dbm "dbm-cdc-apply")
 $(row_tp jdbc "Debezium JDBC sink")
 
 **dbm-cdc-apply drained the backlog ${RATIO}× as fast as the JDBC sink
-(${RATIO_STEADY}× from the first row); target ≥ ${TARGET_RATIO}×: $V_THROUGHPUT.**
+(${RATIO_STEADY}× from the first row); target ≥ ${TARGET_RATIO}×: $V_THROUGHPUT.** The JDBC sink
+committed $(fmt0 "$(rmed jdbc 13)") target transactions for $CHANGES changes (dbm-cdc-apply
+$(fmt0 "$(rmed dbm 13)")), about two per delete: before it buffers a delete it flushes the
+table's buffered upserts, and before an upsert its buffered deletes
+(\`JdbcChangeEventSink.execute\`), each flush a transaction of its own, and
+every other source transaction here deletes an order.
 
 End-to-end lag (source commit to target commit), per window:
 
-| window | source rate | tx/s | changes | changes/s | rows measured | p50 (ms) | p99 (ms) | max (ms) | caught up after (s) |
-| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+| window | source rate | tx/s | changes | changes/s | rows measured | p50 (ms) | p99 (ms) | max (ms) | source → Kafka p50 / p99 (ms) | Kafka → target p50 / p99 (ms) | caught up after (s) |
+| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 $(row_lag dbm-rate "dbm-cdc-apply, fixed rate")
 $(row_lag dbm-b-rate "dbm-cdc-apply --batch-ms $BATCH_MS, fixed rate")
 $(row_lag jdbc-rate "JDBC sink, fixed rate")
