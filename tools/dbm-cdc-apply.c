@@ -1556,6 +1556,7 @@ run_kafka(cdc *c)
 	for (;;)
 	{
 		rd_kafka_message_t *m;
+		bool open;
 
 		if (k.failed)
 			goto out;
@@ -1571,14 +1572,20 @@ run_kafka(cdc *c)
 			why = commit_kafka(&k) ? STOP_LSN : STOP_ERROR;
 			goto out;
 		}
-		m = rd_kafka_consumer_poll(k.rk, 100);
+		/* with a batch in hand, look for more only briefly */
+		open = k.dirty || dbm_apply_in_txn(c->ap);
+		m = rd_kafka_consumer_poll(k.rk, open ? 5 : 100);
 		if (m == NULL)
 		{
-			/* nothing waiting: commit what is applied rather than wait, but
-			 * not more often than --batch-ms (a broker's fetches leave the
-			 * queue empty for a moment many times a second) */
-			if ((k.dirty || dbm_apply_in_txn(c->ap)) &&
-				dbm_now_ms() - c->batch_started >= c->batch_ms && !commit_kafka(&k))
+			/* nothing waiting: commit what is applied rather than wait (as
+			 * the slot path does), so a trickle of changes is committed as
+			 * it comes; but 20 ms (or --batch-ms, if less) at least
+			 * between such commits: while a stream keeps coming, the
+			 * broker's fetches leave the queue empty for a moment many
+			 * times a second */
+			if (open &&
+				dbm_now_ms() - c->batch_started >= (c->batch_ms < 20 ? c->batch_ms : 20) &&
+				!commit_kafka(&k))
 				goto out;
 			if (c->until_idle > 0 &&
 				dbm_now_ms() - c->last_data >= (int64_t) (c->until_idle * 1000))
