@@ -85,11 +85,11 @@ asan-unit:
 
 # every tier against the sanitizer build of every tool (build-asan); any
 # ASan or UBSan report fails the run; DBM_SANITIZED lets memory-bound
-# tests skip their RSS limits
+# tests skip their RSS limits; one suite file at a time (ASan is slow)
 test-asan:
 	@scripts/setup.sh --e2e
 	@$(ASAN_MAKE) all
-	@DBM_BIN=$(CURDIR)/$(ASAN_B) DBM_SANITIZED=1 scripts/run-tests.sh
+	@DBM_TEST_JOBS=$${DBM_TEST_JOBS:-1} DBM_BIN=$(CURDIR)/$(ASAN_B) DBM_SANITIZED=1 scripts/run-tests.sh
 
 # libFuzzer builds of the fuzz targets (clang, ASan+UBSan), run for
 # FUZZ_SECONDS each on copies of tests/fuzz/corpus/<target> and
