@@ -103,7 +103,7 @@ rmax=$(awk 'NR > 1 && $1 >= 60 && $2 > m { m = $2 } END { print m }' "$WORK/samp
 hwm=$(tail -n 1 "$WORK/samples" | awk '{ print $3 }')
 fmin=$(awk 'NR > 1 { if (m == "" || $4 < m) m = $4 } END { print m }' "$WORK/samples")
 fmax=$(awk 'NR > 1 && $4 > m { m = $4 } END { print m }' "$WORK/samples")
-drift=$(awk -v a="$r0" -v b="$r1" -v s="$((s1 - s0))" 'BEGIN { printf "%.0f", s > 0 ? (b - a) * 3600 / s : 0 }')
+drift=$(awk -v a="$r0" -v b="$r1" -v s="$((s1 - s0))" 'BEGIN { printf "%.0f", (s > 0 ? (b - a) * 3600 / s : 0) }')
 samples=$(($(wc -l <"$WORK/samples") - 1))
 say "RSS ${r0} kB at ${s0} s, ${r1} kB at ${s1} s (max ${rmax}, peak ${hwm}), drift ${drift} kB/h; fds ${fmin}..${fmax}; dbm-diff exit $diff_rc"
 
