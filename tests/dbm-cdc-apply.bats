@@ -383,6 +383,13 @@ END;' 7 400 2
 @test "SIGTERM in the middle of a large source transaction finishes it, commits, prints a stopped line and exits 0" {
 	both -c 'CREATE TABLE t (id int PRIMARY KEY, v text)'
 	snap
+	# the target holds the apply half way through the transaction for a
+	# moment (a trigger that fires even for the apply's replica role), so
+	# the signal surely lands inside it, however loaded the machine
+	pd_ -c "CREATE FUNCTION hold() RETURNS trigger LANGUAGE plpgsql AS
+			\$\$ BEGIN IF NEW.id = 75000 THEN PERFORM pg_sleep(2); END IF; RETURN NEW; END \$\$" \
+		-c "CREATE TRIGGER hold BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION hold()" \
+		-c "ALTER TABLE t ENABLE ALWAYS TRIGGER hold"
 	ps_ -c "INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 150000) g"
 	ps_ -c "INSERT INTO t VALUES (0, 'after')"
 	dbm-cdc-apply --source "$S" --target "$D" --slot "$SLOT" >"$OUT/apply" 2>"$OUT/apply.err" 3>&- &
