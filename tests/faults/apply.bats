@@ -321,7 +321,13 @@ reconnects()
 	dbm_wait_until 60 eval '(($(pd_ -c "SELECT count(*) FROM events") > 2000))'
 	fault_restart "$DST_DIR" immediate 1
 	wait "$producer"
-	dbm_wait_until 120 eval '[[ $(pd_ -c "SELECT count(*) FROM events" 2>/dev/null) == 12000 && $(pd_ -c "SELECT count(*) FROM events_log" 2>/dev/null) -ge 12000 ]]'
+	dbm_wait_until 180 eval '[[ $(pd_ -c "SELECT count(*) FROM events" 2>/dev/null) == 12000 && $(pd_ -c "SELECT count(*) FROM events_log" 2>/dev/null) -ge 12000 ]]' || {
+		echo "events: $(pd_ -c "SELECT count(*) FROM events"), log: $(pd_ -c "SELECT count(*) FROM events_log")" >&2
+		cat "$OUT/k.err" >&2
+		grep -v '"progress"' "$OUT/k.out" >&2
+		tail -n 2 "$OUT/k.out" >&2
+		return 1
+	}
 	kill -TERM "$k"
 	wait "$k"
 	assert_equal "$(pd_ -c "SELECT count(*), count(DISTINCT id), min(id), max(id) FROM events_log")" "12000|12000|1|12000"
