@@ -179,6 +179,13 @@ cmd_fetch_jdbc()
 			"io.debezium:debezium-connector-jdbc:$DEBEZIUM_JDBC_VERSION" \
 			"org.postgresql:postgresql:$PGJDBC_VERSION"
 		rm -f "$DBZ_PLUGINS"/debezium-connector-jdbc/slf4j-api-*.jar
+		# Connect's own Jackson serves the plugin: with the connector's
+		# copies its task fails as Hibernate starts (ServiceConfigurationError:
+		# DefaultScalaModule not a subtype)
+		rm -f "$DBZ_PLUGINS"/debezium-connector-jdbc/jackson-core-*.jar \
+			"$DBZ_PLUGINS"/debezium-connector-jdbc/jackson-databind-*.jar \
+			"$DBZ_PLUGINS"/debezium-connector-jdbc/jackson-annotations-*.jar
+		ls "$DBZ_PLUGINS/debezium-connector-jdbc" >"$DBZ_PLUGINS/debezium-connector-jdbc/.complete"
 		say "fetched in $(($(now_ms) - t0)) ms"
 	fi
 	exec {lockfd}>&-
