@@ -147,50 +147,7 @@ pgbench_txns() { sed -n 's/^number of transactions actually processed: \([0-9]*\
 # copied TABLE: the rows dbm-snapshot copied of public.TABLE.
 copied() { jq -s --arg t "public.$1" '[.[] | select(.type == "copied" and .table == $t) | .rows] | add' "$OUT/snapshot.jsonl"; }
 
-# The type matrix: most column types, edge values.  Times and timestamps
-# without a time zone are declared with millisecond precision, so that
-# time.precision.mode=connect (milliseconds) carries them exactly too.
-ITEMS_SQL=$(cat <<'SQL'
-CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
-CREATE TABLE items (
-	id int PRIMARY KEY,
-	big bigint, small smallint, flag bool,
-	price numeric(12,2), ratio numeric, r real, d double precision,
-	name text, code varchar(10), ch char(4),
-	created timestamptz, local_ts timestamp(3), day date, tod time(3), iv interval,
-	attrs jsonb, js json, raw bytea, ref uuid, m mood,
-	tags text[], nums int[], bigs bigint[]
-);
-INSERT INTO items VALUES
- (1, 9007199254740993, -32768, true, 12345.67, 3.14159265358979323846, 1.5, 0.1,
-  E'hello "world" \\ back\nslash\ttab', 'v', 'ab', '2024-02-29 12:34:56.789012+02',
-  '1999-12-31 23:59:59.999', '2024-02-29', '23:59:59.5', '01:02:03.000004',
-  '{"a": [1, 2], "b": {"c": null}}', '{"x" : 1}', '\x00ff10',
-  'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'happy',
-  '{"a b","c,d",NULL,"q\"t"}', '{1,NULL,3}', '{-9223372036854775808,9223372036854775807}'),
- (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
- (3, 0, 0, false, -0.01, -1e-20, -0.25, -1e300, 'naïve ✓ 日本', '', 'x',
-  '1970-01-01 00:00:00+00', '1900-01-01 00:00:00', '0001-01-01', '00:00:00', '00:00:00',
-  '[]', 'null', '\x', '00000000-0000-0000-0000-000000000000', 'sad', '{}', '{}', '{}');
-SQL
-)
-
-# items_rows FIRST LAST: generated rows of items.
-items_rows()
-{
-	echo "INSERT INTO items SELECT g, g * 1000003::bigint * 1000003, (g % 30000)::smallint,
-		g % 2 = 0, (g * 12.34)::numeric(12,2), g / 7.0, (g / 3.0)::real, g * pi(),
-		'name ' || g || repeat('é', g % 5), left(md5(g::text), 10), left(md5(g::text), 4),
-		timestamptz '2020-01-01 00:00:00.123456+00' + g * interval '1 day 1.000001 sec',
-		timestamp '2000-01-01' + g * interval '1 hour 0.5 sec', date '2000-01-01' + g,
-		time '00:00' + g * interval '1 min 0.25 sec', g * interval '1 min 0.5 sec',
-		jsonb_build_object('g', g, 'l', jsonb_build_array(g, 'x', NULL)),
-		json_build_object('g', g)::json, decode(md5(g::text), 'hex'), md5(g::text)::uuid,
-		(ARRAY['sad', 'ok', 'happy'])[1 + g % 3]::mood, ARRAY['t' || g, NULL],
-		ARRAY[g, -g], ARRAY[g::bigint << 40]
-		FROM generate_series($1, $2) g"
-}
+ITEMS_SQL=$(e2e_items_sql "(3)")
 
 # Streamed changes of every kind of column.
 ITEMS_CHANGES=$(cat <<'SQL'
