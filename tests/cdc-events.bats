@@ -910,7 +910,9 @@ Try "dbm-cdc-apply --help" for more information.'
 	logged_table
 	kafka_lines 1 6000 >"$OUT/msgs"
 	split -l 500 -d "$OUT/msgs" "$OUT/chunk."
-	(for f in "$OUT"/chunk.*; do produce k_kill "$f"; sleep 0.2; done) 3>&- &
+	# over 6 s: the consumer (3 s to join the group, then faster than the
+	# producer) is killed while the producer is still writing
+	(for f in "$OUT"/chunk.*; do produce k_kill "$f"; sleep 0.5; done) 3>&- &
 	PIDS+=($!)
 	producer=$!
 	kafka_bg c1 --topic k_kill --batch-rows 50 --batch-ms 20

@@ -183,7 +183,10 @@ usage(void)
 		   "      --group=GROUP           consumer group; processes of one group share\n"
 		   "                              the partitions (default dbm-cdc-apply)\n"
 		   "  -X KEY=VALUE                a librdkafka setting, passed unchanged\n"
-		   "                              (security.protocol, sasl.*, ssl.*, ...)\n"
+		   "                              (security.protocol, sasl.*, ssl.*, ...);\n"
+		   "                              defaults here: enable.auto.commit=false,\n"
+		   "                              auto.offset.reset=earliest,\n"
+		   "                              queued.max.messages.kbytes=16384\n"
 		   "      --reconnect=SECS        after a lost connection (a server restarted,\n"
 		   "                              a session terminated) reconnect with backoff\n"
 		   "                              and go on from the last commit, for up to\n"
@@ -1470,6 +1473,99 @@ barrier_release(kctx *k)
 	return commit_kafka(k);
 }
 
+/* librdkafka 2.0 stops fetching while its local queue holds
+ * queued.max.messages.kbytes, and its broker threads look at the queue
+ * again only when something wakes them: up to a second later (its 1 s
+ * maximum block; 2.2 made this fetch.queue.backoff.ms). A consumer faster
+ * than that second's worth of queue then waits most of the time. While
+ * messages are being consumed, this thread asks the partition leaders for
+ * their end offsets every KICK_MS: the request wakes each broker thread,
+ * which fetches again if the queue has room. Idle, it asks nothing. */
+#define KICK_MS 50
+
+typedef struct
+{
+	rd_kafka_t *rk;
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stop;
+	uint64_t consumed; /* messages taken by the main thread */
+} kicker;
+
+static void *
+kicker_main(void *arg)
+{
+	kicker *kk = arg;
+	uint64_t seen = 0;
+
+	prctl(PR_SET_NAME, "dbm-cdc-kick", 0, 0, 0);
+	pthread_mutex_lock(&kk->mu);
+	while (!kk->stop)
+	{
+		struct timespec ts = deadline_in(KICK_MS);
+		bool busy;
+		rd_kafka_topic_partition_list_t *a = NULL;
+
+		pthread_cond_timedwait(&kk->cv, &kk->mu, &ts);
+		busy = kk->consumed != seen;
+		seen = kk->consumed;
+		if (kk->stop || !busy)
+			continue;
+		pthread_mutex_unlock(&kk->mu);
+		if (rd_kafka_assignment(kk->rk, &a) == RD_KAFKA_RESP_ERR_NO_ERROR && a && a->cnt > 0)
+		{
+			for (int i = 0; i < a->cnt; i++)
+				a->elems[i].offset = -1; /* "latest": a timestamp of -1 */
+			(void) rd_kafka_offsets_for_times(kk->rk, a, 1000);
+		}
+		if (a)
+			rd_kafka_topic_partition_list_destroy(a);
+		pthread_mutex_lock(&kk->mu);
+	}
+	pthread_mutex_unlock(&kk->mu);
+	return NULL;
+}
+
+static kicker *
+kicker_start(rd_kafka_t *rk)
+{
+	kicker *kk = xcalloc(1, sizeof(*kk));
+	kk->rk = rk;
+	pthread_mutex_init(&kk->mu, NULL);
+	pthread_cond_init(&kk->cv, NULL);
+	if (pthread_create(&kk->th, NULL, kicker_main, kk) != 0)
+	{
+		dbm_log_error("could not start a thread");
+		exit(2);
+	}
+	return kk;
+}
+
+static void
+kicker_consumed(kicker *kk)
+{
+	pthread_mutex_lock(&kk->mu);
+	kk->consumed++;
+	pthread_mutex_unlock(&kk->mu);
+}
+
+/* Before the consumer closes: the thread uses it. */
+static void
+kicker_stop(kicker *kk)
+{
+	if (kk == NULL)
+		return;
+	pthread_mutex_lock(&kk->mu);
+	kk->stop = true;
+	pthread_cond_broadcast(&kk->cv);
+	pthread_mutex_unlock(&kk->mu);
+	pthread_join(kk->th, NULL);
+	pthread_cond_destroy(&kk->cv);
+	pthread_mutex_destroy(&kk->mu);
+	free(kk);
+}
+
 static stop_reason
 run_kafka(cdc *c)
 {
@@ -1481,6 +1577,7 @@ run_kafka(cdc *c)
 	char *regex = NULL;
 	dbm_schema_cache *cache = dbm_schema_cache_new();
 	FILE *dl = NULL;
+	kicker *kick = NULL;
 
 	k.c = c;
 #define SET(key, val)                                                          \
@@ -1497,6 +1594,9 @@ run_kafka(cdc *c)
 	SET("auto.offset.reset", "earliest");
 	SET("enable.partition.eof", "true");
 	SET("log_level", "3");
+	/* the kicker below keeps fetching going: a small local queue
+	 * suffices (librdkafka's default is 64 MB) */
+	SET("queued.max.messages.kbytes", "16384");
 	/* a regex subscription sees topics made after the start (a connector
 	 * adding tables) within seconds, not librdkafka's 5 minutes */
 	if (c->topic_regex)
@@ -1552,6 +1652,7 @@ run_kafka(cdc *c)
 	}
 	k.e = dbm_evapply_new(c->ap, &c->dec, c->schema, false);
 	dbm_evapply_hold_barriers(k.e);
+	kick = kicker_start(k.rk);
 	c->batch_started = dbm_now_ms();
 	for (;;)
 	{
@@ -1597,6 +1698,7 @@ run_kafka(cdc *c)
 				goto out;
 			continue;
 		}
+		kicker_consumed(kick);
 		if (m->err)
 		{
 			if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
@@ -1715,6 +1817,7 @@ out:
 			dbm_evapply_counts(k.e, &changes, &skipped);
 		c->skipped = skipped;
 	}
+	kicker_stop(kick);
 	if (why != STOP_ERROR)
 	{
 		rd_kafka_consumer_close(k.rk);
