@@ -50,10 +50,22 @@ typedef struct
 	int *key;		  /* source column indexes matched in WHERE */
 	bool full;		  /* match the whole old row (no key) */
 	bool has_pk;	  /* the key is the target's primary key */
+	bool coalesce;	  /* updates of one row in a batch may merge: see upd_add */
+	bool fires;		  /* triggers or rules fire on the target in this session */
 	stmt *stmts;
 	int nstmts;
 	int warned_missed;
 } amap;
+
+/* An update waiting in the open batch: the row's latest values. */
+typedef struct
+{
+	amap *map;
+	dbm_srcrel *rel;
+	dbm_val *v;	  /* ncols values (data owned), DBM_VAL_UNCHANGED when unset */
+	bool dead;	  /* the row was deleted after it */
+	char where[112];
+} pupd;
 
 typedef struct
 {
@@ -93,6 +105,13 @@ struct dbm_apply
 	int ins_row_cap;
 	dbm_keymap ins_keys; /* converge mode: keys in the pending insert */
 
+	/* pending updates, one per row: see upd_add */
+	pupd *pu;
+	int npu, pu_cap;
+	dbm_keymap pu_keys; /* (mapping, key) -> index in pu (count[0]) */
+	size_t pu_bytes;
+	bool replica; /* session_replication_role = replica took */
+
 	uint64_t txn_rows;
 	int txn_first; /* index of the open transaction's BEGIN in items */
 	size_t inflight_bytes;
@@ -123,6 +142,8 @@ dbm_apply_set_context(dbm_apply *a, const char *ctx)
 	a->ctx = ctx;
 }
 static bool flush_inserts(dbm_apply *a);
+static bool flush_pending(dbm_apply *a);
+static void upd_clear(dbm_apply *a);
 
 static bool
 cat_query(dbm_apply *a, const char *sql, int n, const char *const *vals,
@@ -154,6 +175,7 @@ dbm_apply_open(const dbm_apply_opts *o)
 	dbm_buf_init(&a->ins_vals);
 	dbm_buf_init(&a->ins_wbuf);
 	dbm_keymap_init(&a->ins_keys);
+	dbm_keymap_init(&a->pu_keys);
 	if ((a->cat = dbm_pg_connect(o->conninfo, o->appname)) == NULL ||
 		(a->conn = dbm_pg_connect(o->conninfo, o->appname)) == NULL)
 		goto out_fail;
@@ -188,6 +210,7 @@ dbm_apply_open(const dbm_apply_opts *o)
 	PQclear(PQexec(a->conn, "SET log_parameter_max_length_on_error = 1"));
 	/* changes must not fire triggers or foreign keys a second time */
 	res = PQexec(a->conn, "SET session_replication_role = replica");
+	a->replica = PQresultStatus(res) == PGRES_COMMAND_OK;
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		dbm_log_warn("could not set session_replication_role = replica (%s):"
 					 " triggers and foreign keys fire on the target",
@@ -488,6 +511,35 @@ dbm_apply_map(dbm_apply *a, dbm_srcrel *r)
 		m->full = m->nkey == 0;
 	}
 	PQclear(res);
+	if (ok && a->replica)
+	{
+		/* updates of a table may merge and move within a batch (upd_add)
+		 * when order between its rows cannot matter: no unique or exclusion
+		 * index but the primary key, and no trigger or rule that fires in
+		 * replica mode (foreign keys do not), on the table or any
+		 * partition of it. Pending updates go out before any change to a
+		 * table with such a trigger or rule (it might read them). */
+		static const char *co_sql =
+			"WITH t AS (SELECT $1::regclass AS relid"
+			"           UNION SELECT relid FROM pg_catalog.pg_partition_tree($1::regclass))"
+			"SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN t ON i.indrelid = t.relid"
+			"               WHERE (i.indisunique OR i.indisexclusion) AND NOT i.indisprimary),"
+			"       EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g JOIN t ON g.tgrelid = t.relid"
+			"               WHERE g.tgenabled IN ('A', 'R'))"
+			"    OR EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite w JOIN t ON w.ev_class = t.relid"
+			"               WHERE w.rulename <> '_RETURN')";
+		const char *cv[1] = {m->target};
+		ok = cat_query(a, co_sql, 1, cv, &res, "could not read the target catalog");
+		if (ok)
+		{
+			bool unique = PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "f") != 0;
+			m->fires = PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 1), "f") != 0;
+			m->coalesce = m->has_pk && !unique && !m->fires;
+			PQclear(res);
+		}
+	}
+	else
+		m->fires = true;
 	if (!ok)
 	{
 		amap_free(m);
@@ -567,9 +619,13 @@ dbm_apply_unmap(dbm_apply *a, dbm_srcrel *r)
 {
 	bool ok = true;
 
-	/* rows waiting for a multi-row insert go out before their mapping */
+	/* rows waiting for a multi-row insert or an update go out before their
+	 * mapping */
 	if (r->apply && a->ins_map == r->apply)
 		ok = flush_inserts(a);
+	for (int i = 0; ok && r->apply && i < a->npu; i++)
+		if (a->pu[i].map == r->apply)
+			ok = flush_pending(a);
 	amap_free(r->apply);
 	r->apply = NULL;
 	return ok;
@@ -1155,6 +1211,279 @@ upsertable(const amap *m, const dbm_change *c)
 	return true;
 }
 
+/* One update or delete as its statement (the pending insert sent before
+ * it by the caller). */
+static bool
+send_row(dbm_apply *a, amap *m, const dbm_change *c, const char *where)
+{
+	int n = m->ncols;
+	char *mask = xmalloc((size_t) n + 1);
+	bool ok = true;
+
+	mask[n] = '\0';
+	{
+		const dbm_val *keysrc = c->oldv ? c->oldv : c->newv;
+		const char **vals = xcalloc((size_t) n * 2 + 1, sizeof(char *));
+		dbm_buf tmp;
+		int *offs = xcalloc((size_t) n * 2 + 1, sizeof(int));
+		int np = 0;
+		const char *name;
+
+		dbm_buf_init(&tmp);
+		/* GENERATED ALWAYS identity columns can only be set to DEFAULT by
+		 * an UPDATE: they keep their value (they are the key anyway) */
+		for (int i = 0; i < n; i++)
+			mask[i] = (c->op == DBM_OP_UPDATE && c->newv[i].kind != DBM_VAL_UNCHANGED &&
+					   !m->always[i])
+						  ? '1' : '0';
+		if (c->op == DBM_OP_UPDATE && strchr(mask, '1') == NULL)
+			goto out_free; /* nothing to write */
+		/* values: SET columns, then the match columns */
+#define PUSHV(v)                                                               \
+	do                                                                         \
+	{                                                                          \
+		if ((v)->kind == DBM_VAL_TEXT)                                         \
+		{                                                                      \
+			offs[np++] = (int) tmp.len;                                        \
+			dbm_buf_append(&tmp, (v)->data, (v)->len);                         \
+			dbm_buf_putc(&tmp, '\0');                                          \
+		}                                                                      \
+		else                                                                   \
+			offs[np++] = -1;                                                   \
+	} while (0)
+		if (c->op == DBM_OP_UPDATE)
+			for (int i = 0; i < n; i++)
+				if (mask[i] == '1')
+					PUSHV(&c->newv[i]);
+		if (m->full)
+		{
+			if (c->oldv == NULL)
+			{
+				dbm_log_error("%s: table %s has no key and the change carries no old row"
+							  " (set REPLICA IDENTITY FULL on the source)",
+							  where, m->target);
+				ok = false;
+				goto out_free;
+			}
+			for (int i = 0; i < n; i++)
+			{
+				if (c->oldv[i].kind == DBM_VAL_UNCHANGED)
+				{
+					dbm_log_error("%s: table %s: old row without column \"%s\"",
+								  where, m->target, c->rel->cols[i]);
+					ok = false;
+					goto out_free;
+				}
+				PUSHV(&c->oldv[i]);
+			}
+		}
+		else
+			for (int k = 0; k < m->nkey; k++)
+			{
+				const dbm_val *v = &keysrc[m->key[k]];
+				if (v->kind == DBM_VAL_UNCHANGED)
+					v = &c->newv[m->key[k]];
+				PUSHV(v);
+			}
+#undef PUSHV
+		for (int i = 0; i < np; i++)
+			vals[i] = offs[i] < 0 ? NULL : tmp.data + offs[i];
+		name = get_stmt(a, m, (char) c->op, mask, 1);
+		ok = name && send_prepared(a, name, np, vals, (char) c->op, where, m, NULL, 0, 0);
+	out_free:
+		dbm_buf_free(&tmp);
+		free(offs);
+		free(vals);
+	}
+	free(mask);
+	return ok;
+}
+
+
+/* ---- pending updates ----
+ *
+ * In a table where order between rows cannot matter (amap.coalesce), an
+ * update waits in the open batch instead of going out at once, and later
+ * updates of the same row merge into it: a hot row updated by a thousand
+ * source transactions of one batch is written once, and the multi-row
+ * inserts between such updates stay whole. The batch commits as one target
+ * transaction, so no one sees the rows in between. A change that order
+ * does matter to sends them first: an insert of the same key, a key
+ * change, a change to a table whose triggers or rules fire, a truncate, a
+ * barrier, the commit; a delete drops the update of its row. */
+#define PU_MAX_ROWS 65536
+#define PU_MAX_BYTES (16 << 20)
+
+static void
+row_key(dbm_buf *b, const amap *m, const dbm_val *vals)
+{
+	dbm_buf_append(b, (const char *) &m, sizeof(m));
+	for (int i = 0; i < m->nkey; i++)
+	{
+		const dbm_val *v = &vals[m->key[i]];
+		dbm_buf_putc(b, v->kind == DBM_VAL_NULL ? 'n' : 't');
+		dbm_buf_append(b, v->data ? v->data : "", v->len);
+		dbm_buf_putc(b, '\0');
+	}
+}
+
+static pupd *
+upd_find(dbm_apply *a, const amap *m, const dbm_val *vals)
+{
+	dbm_buf k;
+	dbm_keyent *e;
+
+	if (a->npu == 0 || vals == NULL)
+		return NULL;
+	dbm_buf_init(&k);
+	row_key(&k, m, vals);
+	e = dbm_keymap_get(&a->pu_keys, k.data, k.len);
+	dbm_buf_free(&k);
+	return e && !a->pu[e->count[0]].dead ? &a->pu[e->count[0]] : NULL;
+}
+
+static void
+upd_set(dbm_apply *a, dbm_val *dst, const dbm_val *src)
+{
+	if (dst->kind == DBM_VAL_TEXT)
+	{
+		a->pu_bytes -= dst->len;
+		free((char *) dst->data);
+	}
+	*dst = *src;
+	if (src->kind == DBM_VAL_TEXT)
+	{
+		char *d = xmalloc((size_t) src->len + 1);
+		memcpy(d, src->data, src->len);
+		d[src->len] = '\0';
+		dst->data = d;
+		a->pu_bytes += src->len;
+	}
+	else
+		dst->data = NULL;
+}
+
+static void
+upd_clear(dbm_apply *a)
+{
+	for (int i = 0; i < a->npu; i++)
+	{
+		for (int c = 0; c < a->pu[i].map->ncols; c++)
+			if (a->pu[i].v[c].kind == DBM_VAL_TEXT)
+				free((char *) a->pu[i].v[c].data);
+		free(a->pu[i].v);
+	}
+	a->npu = 0;
+	a->pu_bytes = 0;
+	if (a->pu_keys.n > 0)
+	{
+		dbm_keymap_free(&a->pu_keys);
+		dbm_keymap_init(&a->pu_keys);
+	}
+}
+
+/* Every pending row: the multi-row insert first (an update of a row
+ * inserted in this batch comes after it), then the updates. */
+static bool
+flush_pending(dbm_apply *a)
+{
+	bool ok = flush_inserts(a);
+
+	for (int i = 0; ok && i < a->npu; i++)
+	{
+		pupd *u = &a->pu[i];
+		dbm_change c = {DBM_OP_UPDATE, u->rel, u->v, NULL, false};
+		if (!u->dead)
+			ok = send_row(a, u->map, &c, u->where);
+	}
+	upd_clear(a);
+	return ok;
+}
+
+/* Queue an update of a coalescing table: 1 queued, 0 not one to queue
+ * (its key changes, or a key value did not travel), -1 failed. */
+static int
+upd_add(dbm_apply *a, amap *m, const dbm_change *c, const char *where)
+{
+	int n = m->ncols;
+	dbm_val *kv = xcalloc((size_t) n + 1, sizeof(dbm_val));
+	dbm_buf k;
+	dbm_keyent *e;
+	pupd *u;
+
+	/* the row's key: the new values', the old ones' where a new one did
+	 * not travel; an update changing it is not one to queue */
+	for (int i = 0; i < m->nkey; i++)
+	{
+		int col = m->key[i];
+		const dbm_val *nv = &c->newv[col], *ov = c->oldv ? &c->oldv[col] : NULL;
+		if (nv->kind == DBM_VAL_UNCHANGED)
+			nv = ov;
+		if (nv == NULL || nv->kind == DBM_VAL_UNCHANGED ||
+			(ov && ov->kind != DBM_VAL_UNCHANGED &&
+			 (ov->kind != nv->kind || ov->len != nv->len ||
+			  (ov->len && memcmp(ov->data, nv->data, ov->len) != 0))))
+		{
+			free(kv);
+			/* what waits goes before a change that is not queued */
+			return flush_pending(a) ? 0 : -1;
+		}
+		kv[col] = *nv;
+	}
+	dbm_buf_init(&k);
+	row_key(&k, m, kv);
+	e = a->npu > 0 ? dbm_keymap_get(&a->pu_keys, k.data, k.len) : NULL;
+	if (e)
+	{
+		u = &a->pu[e->count[0]];
+		if (u->dead)
+		{
+			/* deleted, inserted again (that insert waits before it) */
+			dbm_val unset = {DBM_VAL_UNCHANGED, NULL, 0};
+			for (int i = 0; i < n; i++)
+				upd_set(a, &u->v[i], &unset);
+			u->dead = false;
+		}
+	}
+	else
+	{
+		dbm_h128 zero = {0, 0};
+		if (a->npu == a->pu_cap)
+		{
+			a->pu_cap = a->pu_cap ? a->pu_cap * 2 : 256;
+			a->pu = xrealloc(a->pu, sizeof(pupd) * (size_t) a->pu_cap);
+		}
+		u = &a->pu[a->npu];
+		u->map = m;
+		u->rel = c->rel;
+		u->dead = false;
+		u->v = xcalloc((size_t) n + 1, sizeof(dbm_val));
+		for (int i = 0; i < n; i++)
+			u->v[i].kind = DBM_VAL_UNCHANGED;
+		dbm_keymap_add(&a->pu_keys, k.data, k.len, 0, zero)->count[0] = (uint32_t) a->npu;
+		a->npu++;
+	}
+	dbm_buf_free(&k);
+	/* what travelled replaces what waits; an unchanged TOAST value keeps it */
+	for (int i = 0; i < n; i++)
+		if (c->newv[i].kind != DBM_VAL_UNCHANGED)
+			upd_set(a, &u->v[i], &c->newv[i]);
+	for (int i = 0; i < m->nkey; i++)
+		if (u->v[m->key[i]].kind == DBM_VAL_UNCHANGED)
+			upd_set(a, &u->v[m->key[i]], &kv[m->key[i]]);
+	free(kv);
+	{
+		size_t l = strlen(where);
+		if (l >= sizeof(u->where))
+			l = sizeof(u->where) - 1;
+		memcpy(u->where, where, l);
+		u->where[l] = '\0';
+	}
+	if (a->npu >= PU_MAX_ROWS || a->pu_bytes >= PU_MAX_BYTES)
+		return flush_pending(a) ? 1 : -1;
+	return 1;
+}
+
 bool
 dbm_apply_change(dbm_apply *a, const dbm_change *c, const char *where)
 {
@@ -1171,9 +1500,24 @@ dbm_apply_change(dbm_apply *a, const dbm_change *c, const char *where)
 	mask = xmalloc((size_t) n + 1);
 	mask[n] = '\0';
 
+	/* a table whose triggers or rules fire might read rows whose updates
+	 * still wait */
+	if (m->fires && a->npu > 0 && !flush_pending(a))
+	{
+		free(mask);
+		return false;
+	}
 	if (c->op == DBM_OP_INSERT)
 	{
 		int per = 0;
+
+		/* an update of this key waiting goes first (a replay's upsert, or
+		 * an update that will find no row) */
+		if (m->coalesce && a->npu > 0 && upd_find(a, m, c->newv) && !flush_pending(a))
+		{
+			free(mask);
+			return false;
+		}
 		for (int i = 0; i < n; i++)
 			if (c->newv[i].kind == DBM_VAL_UNCHANGED)
 			{
@@ -1268,89 +1612,29 @@ dbm_apply_change(dbm_apply *a, const dbm_change *c, const char *where)
 		ins.oldv = NULL;
 		return dbm_apply_change(a, &ins, where);
 	}
-	if (!flush_inserts(a))
+	if (m->coalesce && c->op == DBM_OP_UPDATE)
 	{
-		free(mask);
-		return false;
-	}
-	{
-		const dbm_val *keysrc = c->oldv ? c->oldv : c->newv;
-		const char **vals = xcalloc((size_t) n * 2 + 1, sizeof(char *));
-		dbm_buf tmp;
-		int *offs = xcalloc((size_t) n * 2 + 1, sizeof(int));
-		int np = 0;
-		const char *name;
-
-		dbm_buf_init(&tmp);
-		/* GENERATED ALWAYS identity columns can only be set to DEFAULT by
-		 * an UPDATE: they keep their value (they are the key anyway) */
-		for (int i = 0; i < n; i++)
-			mask[i] = (c->op == DBM_OP_UPDATE && c->newv[i].kind != DBM_VAL_UNCHANGED &&
-					   !m->always[i])
-						  ? '1' : '0';
-		if (c->op == DBM_OP_UPDATE && strchr(mask, '1') == NULL)
-			goto out_free; /* nothing to write */
-		/* values: SET columns, then the match columns */
-#define PUSHV(v)                                                               \
-	do                                                                         \
-	{                                                                          \
-		if ((v)->kind == DBM_VAL_TEXT)                                         \
-		{                                                                      \
-			offs[np++] = (int) tmp.len;                                        \
-			dbm_buf_append(&tmp, (v)->data, (v)->len);                         \
-			dbm_buf_putc(&tmp, '\0');                                          \
-		}                                                                      \
-		else                                                                   \
-			offs[np++] = -1;                                                   \
-	} while (0)
-		if (c->op == DBM_OP_UPDATE)
-			for (int i = 0; i < n; i++)
-				if (mask[i] == '1')
-					PUSHV(&c->newv[i]);
-		if (m->full)
+		int r = upd_add(a, m, c, where);
+		if (r != 0)
 		{
-			if (c->oldv == NULL)
-			{
-				dbm_log_error("%s: table %s has no key and the change carries no old row"
-							  " (set REPLICA IDENTITY FULL on the source)",
-							  where, m->target);
-				ok = false;
-				goto out_free;
-			}
-			for (int i = 0; i < n; i++)
-			{
-				if (c->oldv[i].kind == DBM_VAL_UNCHANGED)
-				{
-					dbm_log_error("%s: table %s: old row without column \"%s\"",
-								  where, m->target, c->rel->cols[i]);
-					ok = false;
-					goto out_free;
-				}
-				PUSHV(&c->oldv[i]);
-			}
+			free(mask);
+			if (r > 0)
+				a->txn_rows++;
+			return r > 0;
 		}
-		else
-			for (int k = 0; k < m->nkey; k++)
-			{
-				const dbm_val *v = &keysrc[m->key[k]];
-				if (v->kind == DBM_VAL_UNCHANGED)
-					v = &c->newv[m->key[k]];
-				PUSHV(v);
-			}
-#undef PUSHV
-		for (int i = 0; i < np; i++)
-			vals[i] = offs[i] < 0 ? NULL : tmp.data + offs[i];
-		name = get_stmt(a, m, (char) c->op, mask, 1);
-		ok = name && send_prepared(a, name, np, vals, (char) c->op, where, m, NULL, 0, 0);
-		if (ok)
-			a->txn_rows++;
-	out_free:
-		dbm_buf_free(&tmp);
-		free(offs);
-		free(vals);
+	}
+	if (m->coalesce && c->op == DBM_OP_DELETE && a->npu > 0)
+	{
+		/* the row goes: an update of it still waiting is moot */
+		pupd *u = upd_find(a, m, c->oldv ? c->oldv : c->newv);
+		if (u)
+			u->dead = true;
 	}
 	free(mask);
-	return ok;
+	if (!flush_inserts(a) || !send_row(a, m, c, where))
+		return false;
+	a->txn_rows++;
+	return true;
 }
 
 bool
@@ -1360,7 +1644,7 @@ dbm_apply_truncate(dbm_apply *a, dbm_srcrel **rels, int n, bool cascade,
 	dbm_buf sql;
 	bool ok;
 
-	if (!flush_inserts(a) || !begin_txn(a))
+	if (!flush_pending(a) || !begin_txn(a))
 		return false;
 	dbm_buf_init(&sql);
 	dbm_buf_puts(&sql, "TRUNCATE ");
@@ -1396,7 +1680,7 @@ dbm_apply_barrier(dbm_apply *a, int64_t id, const char *kind, const char *where)
 	char *sql;
 	bool ok;
 
-	if (!flush_inserts(a) || !begin_txn(a))
+	if (!flush_pending(a) || !begin_txn(a))
 		return false;
 	snprintf(idbuf, sizeof(idbuf), "%lld", (long long) id);
 	/* a replayed barrier is already there */
@@ -1421,7 +1705,7 @@ dbm_apply_commit(dbm_apply *a, const char *lsn, const char *offsets)
 	const char *v[3] = {a->o.stream, lsn, offsets};
 	bool ok;
 
-	if (!flush_inserts(a) || !begin_txn(a))
+	if (!flush_pending(a) || !begin_txn(a))
 		return false;
 	sql = xasprintf("INSERT INTO %s.apply_position AS p (stream, lsn, offsets, updated_at)"
 					" VALUES ($1, $2::pg_lsn, $3::jsonb, now())"
@@ -1509,5 +1793,7 @@ dbm_apply_close(dbm_apply *a)
 	dbm_buf_free(&a->ins_wbuf);
 	dbm_buf_free(&a->ins_vals);
 	dbm_keymap_free(&a->ins_keys);
+	upd_clear(a);
+	free(a->pu);
 	free(a);
 }

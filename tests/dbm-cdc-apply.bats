@@ -583,6 +583,55 @@ END;' 7 400 2
 	assert_equal "$(pd_ -c 'SELECT n, big FROM doc WHERE id = 3')" '42|target only'
 }
 
+@test "updates of one row in a batch go out merged; tables where order between rows matters keep every update" {
+	both -c 'CREATE TABLE hot (id int PRIMARY KEY, n int, big text, small text)' \
+		-c 'CREATE TABLE uq (id int PRIMARY KEY, email text UNIQUE)' \
+		-c 'CREATE TABLE trg (id int PRIMARY KEY, n int)' \
+		-c 'CREATE TABLE trg_log (n int)'
+	# on the target only: a trigger that fires in replica mode
+	pd_ -c 'CREATE FUNCTION log_n() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN INSERT INTO public.trg_log VALUES (NEW.n); RETURN NEW; END $$' \
+		-c 'CREATE TRIGGER trg_log AFTER UPDATE ON trg FOR EACH ROW EXECUTE FUNCTION log_n()' \
+		-c 'ALTER TABLE trg ENABLE ALWAYS TRIGGER trg_log'
+	rnd="(SELECT string_agg(md5(random()::text), '') FROM generate_series(1, 3200))"
+	ps_ -c "INSERT INTO hot SELECT g, 0, $rnd, 's' FROM generate_series(1, 3) g" \
+		-c "INSERT INTO uq VALUES (1, 'a'), (2, 'b')" -c 'INSERT INTO trg VALUES (1, 0)'
+	snap
+	# one source transaction (so one target transaction, whatever the
+	# timing)
+	ps_ -1 -c 'DO $$ BEGIN FOR i IN 1..200 LOOP UPDATE hot SET n = n + 1 WHERE id = 1; END LOOP; END $$' \
+		-c "UPDATE hot SET small = 'x' WHERE id = 2" -c "UPDATE hot SET big = $rnd WHERE id = 2" \
+		-c 'UPDATE hot SET n = 5 WHERE id = 2' \
+		-c 'UPDATE hot SET n = 1 WHERE id = 3' -c 'DELETE FROM hot WHERE id = 3' \
+		-c "INSERT INTO hot VALUES (3, 3, 'inline', 'again')" -c 'UPDATE hot SET n = 7 WHERE id = 3' \
+		-c 'UPDATE hot SET n = n + 1 WHERE id = 1' -c 'UPDATE hot SET id = 10 WHERE id = 1' \
+		-c 'UPDATE hot SET n = n + 1 WHERE id = 10' \
+		-c "UPDATE uq SET email = 'c' WHERE id = 1" -c "UPDATE uq SET email = 'a' WHERE id = 2" \
+		-c "UPDATE uq SET email = 'b' WHERE id = 1" \
+		-c 'DO $$ BEGIN FOR i IN 1..50 LOOP UPDATE trg SET n = i; END LOOP; END $$'
+	lsn=$(src_lsn)
+	log_mark
+	PGOPTIONS='-c log_statement=all' apply_to "$lsn"
+	jq -e -s '.[-1] | .applied == 263 and .transactions == 1' "$OUT/apply"
+	# the applying session: the one writing the position
+	log_dst >"$OUT/all.log"
+	pid=$(grep -m1 'apply_position AS p' "$OUT/all.log" | grep -o '\[[0-9]*\]')
+	grep -F "$pid" "$OUT/all.log" >"$OUT/dst.log"
+	# hot: the 201 updates of id 1 as one, the 3 of id 2 as one, id 3's
+	# after its delete and insert as one, then the key change itself, then
+	# the update after it; uq and trg: every update
+	assert_equal "$(grep -Ec 'execute [^:]*: UPDATE public\.hot ' "$OUT/dst.log")" 5
+	assert_equal "$(grep -Ec 'execute [^:]*: UPDATE public\.uq ' "$OUT/dst.log")" 3
+	assert_equal "$(grep -Ec 'execute [^:]*: UPDATE public\.trg ' "$OUT/dst.log")" 50
+	assert_equal "$(pd_ -c 'SELECT count(*), sum(n) FROM trg_log')" '50|1275'
+	run -0 dbm-diff --source "$S" --target "$D" -T public.trg_log
+	for t in hot uq trg; do
+		assert_equal "$(dbm_checksum "$D" "$t")" "$(dbm_checksum "$S" "$t")"
+	done
+	assert_equal "$(pd_ -c 'SELECT id, n, md5(big), small FROM hot ORDER BY id')" \
+		"$(ps_ -c 'SELECT id, n, md5(big), small FROM hot ORDER BY id')"
+}
+
 @test "a Relation message in the middle of a batch (the table analyzed or altered compatibly) loses no pending row" {
 	both -c 'CREATE TABLE t (id int PRIMARY KEY, v text)'
 	snap
