@@ -6,6 +6,7 @@
  * always produced as PostgreSQL input text. */
 #define _POSIX_C_SOURCE 200809L
 #include "decode.h"
+#include "jarena.h"
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -1520,7 +1521,13 @@ cached_schema(dbm_schema_cache *c, const char *s, size_t len, char *err, size_t 
 		if (c->e[i].used < c->e[victim].used)
 			victim = i;
 	}
-	if ((schema = json_loadb(s, len, 0, &jerr)) == NULL)
+	{
+		/* the cache outlives the arena the message is parsed into */
+		dbm_jarena *was = dbm_jarena_use(NULL);
+		schema = json_loadb(s, len, 0, &jerr);
+		dbm_jarena_use(was);
+	}
+	if (schema == NULL)
 	{
 		snprintf(err, errlen, "malformed JSON in the schema: %s", jerr.text);
 		return NULL;

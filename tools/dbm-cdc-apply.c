@@ -10,6 +10,7 @@
 #include "apply.h"
 #include <librdkafka/rdkafka.h>
 #include "evapply.h"
+#include "jarena.h"
 #include "jsonl.h"
 #include "log.h"
 #include "pg.h"
@@ -880,6 +881,7 @@ typedef struct pbatch
 	int end_rc; /* last batch: 0 end of input, -1 read error (end_err) */
 	char *end_err;
 	bool last;
+	dbm_jarena *arena; /* the messages' JSON */
 	struct pbatch *next; /* on the list of batches to reuse */
 } pbatch;
 
@@ -917,6 +919,7 @@ pbatch_free(pbatch *b)
 	for (int i = 0; i < b->n; i++)
 		parsed_clear(&b->v[i]);
 	free(b->end_err);
+	dbm_jarena_free(b->arena);
 	free(b);
 }
 
@@ -951,9 +954,14 @@ preader_batch(preader *p)
 		p->reuse = b->next;
 	pthread_mutex_unlock(&p->mu);
 	if (b == NULL)
-		return xcalloc(1, sizeof(*b));
+	{
+		b = xcalloc(1, sizeof(*b));
+		b->arena = dbm_jarena_new();
+		return b;
+	}
 	for (int i = 0; i < b->n; i++)
 		parsed_clear(&b->v[i]);
+	dbm_jarena_reset(b->arena);
 	b->n = 0;
 	b->next = NULL;
 	return b;
@@ -982,14 +990,17 @@ preader_main(void *arg)
 	{
 		parsed *x;
 		char err[512];
+		bool ok;
 
 		if (p->r.line <= p->skip_until)
 			continue;
 		x = &b->v[b->n++];
 		x->line = p->r.line;
-		if (!dbm_decode_parse(p->cache, p->r.buf.data, p->r.buf.len, &x->msg, err,
-							  sizeof(err)) ||
-			!dbm_decode_event(x->msg, p->dec, &x->ev, err, sizeof(err)))
+		/* the batch's JSON goes with it: parsed into its arena */
+		dbm_jarena_use(b->arena);
+		ok = dbm_decode_parse(p->cache, p->r.buf.data, p->r.buf.len, &x->msg, err, sizeof(err));
+		dbm_jarena_use(NULL);
+		if (!ok || !dbm_decode_event(x->msg, p->dec, &x->ev, err, sizeof(err)))
 		{
 			x->err = xstrdup(err);
 			x->text = xstrndup(p->r.buf.data, p->r.buf.len);
@@ -1578,6 +1589,7 @@ run_kafka(cdc *c)
 	dbm_schema_cache *cache = dbm_schema_cache_new();
 	FILE *dl = NULL;
 	kicker *kick = NULL;
+	dbm_jarena *arena = dbm_jarena_new();
 
 	k.c = c;
 #define SET(key, val)                                                          \
@@ -1743,9 +1755,13 @@ run_kafka(cdc *c)
 				continue;
 			}
 			memset(&ev, 0, sizeof(ev));
-			if (!dbm_decode_parse(cache, m->payload ? m->payload : "", m->payload ? m->len : 0,
-								  &msg, errbuf, sizeof(errbuf)) ||
-				!dbm_decode_event(msg, &c->dec, &ev, errbuf, sizeof(errbuf)))
+			/* the message before is done with: its JSON goes */
+			dbm_jarena_reset(arena);
+			dbm_jarena_use(arena);
+			ok = dbm_decode_parse(cache, m->payload ? m->payload : "", m->payload ? m->len : 0,
+								  &msg, errbuf, sizeof(errbuf));
+			dbm_jarena_use(NULL);
+			if (!ok || !dbm_decode_event(msg, &c->dec, &ev, errbuf, sizeof(errbuf)))
 			{
 				if (c->dead_letter)
 				{
@@ -1847,6 +1863,7 @@ out:
 	free(k.parts);
 	free(regex);
 	dbm_schema_cache_free(cache);
+	dbm_jarena_free(arena);
 	if (dl)
 		fclose(dl);
 	return why;
@@ -2096,6 +2113,7 @@ main(int argc, char **argv)
 	stop_reason why = STOP_ERROR;
 
 	dbm_log_init(argv[0]);
+	dbm_jarena_install(); /* before any JSON value is made */
 	dbm_secret_init(argc, argv);
 	opterr = 0;
 	/* each JSON line reaches a pipe or file when it is written */

@@ -7,6 +7,8 @@
 #include "jsonl.h"
 #include "keymap.h"
 #include "unit.h"
+#include "jarena.h"
+#include <jansson.h>
 #include "util.h"
 
 #include <stdlib.h>
@@ -252,10 +254,58 @@ debezium_value_encodings(void)
 	dbm_buf_free(&b);
 }
 
+/* the arena: values from it and from malloc mix in one tree, freeing them
+ * frees only the malloc'd ones, and a reset arena is filled again from
+ * its start (run under ASan by make test: a wrong free is a report) */
+static void
+jarena_mixes_with_malloc(void)
+{
+	dbm_jarena *a = dbm_jarena_new();
+	json_t *heap, *tree;
+	char *s;
+
+	dbm_jarena_install();
+	heap = json_pack("{s:s}", "from", "malloc");
+	for (int round = 0; round < 3; round++)
+	{
+		dbm_jarena_use(a);
+		tree = json_loads("{\"a\":[1,2,{\"b\":\"x\"}],\"c\":\"y\"}", 0, NULL);
+		dbm_jarena_use(NULL);
+		CHECK(tree != NULL);
+		/* a malloc'd value into an arena tree, and an arena value into a
+		 * malloc'd one */
+		json_object_set(tree, "heap", heap);
+		json_object_set(heap, "arena", json_object_get(tree, "a"));
+		s = json_dumps(tree, JSON_COMPACT | JSON_SORT_KEYS);
+		CHECK(s && strcmp(s, "{\"a\":[1,2,{\"b\":\"x\"}],\"c\":\"y\",\"heap\":"
+							 "{\"arena\":[1,2,{\"b\":\"x\"}],\"from\":\"malloc\"}}") == 0);
+		free(s); /* json_dumps outside an arena: malloc's */
+		json_object_del(heap, "arena");
+		json_decref(tree);
+		dbm_jarena_reset(a);
+	}
+	/* big values come from malloc even in an arena */
+	{
+		char *big = xmalloc(200000);
+		memset(big, 'z', 199999);
+		big[199999] = '\0';
+		dbm_jarena_use(a);
+		tree = json_string(big);
+		dbm_jarena_use(NULL);
+		CHECK(json_string_length(tree) == 199999);
+		json_decref(tree);
+		free(big);
+	}
+	CHECK(json_object_size(heap) == 1);
+	json_decref(heap);
+	dbm_jarena_free(a);
+	json_set_alloc_funcs(malloc, free);
+}
+
 int
 main(void)
 {
-	printf("1..13\n");
+	printf("1..14\n");
 	TEST(h128_add_carries);
 	TEST(h128_hex_round_trip);
 	TEST(row_hash_is_order_independent_sum);
@@ -269,5 +319,6 @@ main(void)
 	TEST(table_patterns);
 	TEST(keymap_counts_both_sides);
 	TEST(debezium_value_encodings);
+	TEST(jarena_mixes_with_malloc);
 	return 0;
 }
