@@ -17,6 +17,7 @@
 #include "util.h"
 
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,7 +64,7 @@ typedef struct
 	amap *map;
 	dbm_srcrel *rel;
 	dbm_val *v;	  /* ncols values (data owned), DBM_VAL_UNCHANGED when unset */
-	bool dead;	  /* the row was deleted after it */
+	char op;	  /* 'U' the row's latest values, 'D' the row goes (key only) */
 	char where[112];
 } pupd;
 
@@ -143,6 +144,8 @@ dbm_apply_set_context(dbm_apply *a, const char *ctx)
 }
 static bool flush_inserts(dbm_apply *a);
 static bool flush_pending(dbm_apply *a);
+static bool send_prepared(dbm_apply *a, const char *name, int n, const char *const *vals,
+						  char op, const char *where, amap *m, char **rows, int nrows, int per);
 static void upd_clear(dbm_apply *a);
 
 static bool
@@ -659,6 +662,16 @@ push_item(dbm_apply *a, char kind, char op, const char *where, amap *m)
 	return it;
 }
 
+/* Rows an update or delete (of nrows keys, when more than one) did not
+ * find. */
+static long
+missed_rows(const item *it, PGresult *res)
+{
+	long want = it->nrows > 1 ? it->nrows : 1, got = 0;
+	dbm_parse_long(PQcmdTuples(res), 0, LONG_MAX, &got);
+	return got < want ? want - got : 0;
+}
+
 /* Read results until at most keep items are outstanding. */
 static bool
 drain(dbm_apply *a, int keep)
@@ -721,9 +734,9 @@ drain(dbm_apply *a, int keep)
 			return false;
 		}
 		else if (it->kind == 'q' && (it->op == 'U' || it->op == 'D') &&
-				 strcmp(PQcmdTuples(res), "0") == 0)
+				 missed_rows(it, res) > 0)
 		{
-			a->st.missed++;
+			a->st.missed += missed_rows(it, res);
 			if (it->map && it->map->warned_missed++ == 0)
 				dbm_log_warn("%s: no row found on the target (further misses of"
 							 " this table counted, not logged)",
@@ -907,6 +920,22 @@ get_stmt(dbm_apply *a, amap *m, char op, const char *mask, int nrows)
 				dbm_buf_printf(&sql, "%s%s::text IS NOT DISTINCT FROM ($%d::%s)::text",
 							   c ? " AND " : "", m->qcols[c], p++, m->ttypes[c]);
 			dbm_buf_puts(&sql, " LIMIT 1)");
+		}
+		else if (op == 'D' && nrows > 1)
+		{
+			/* the pending deletes of a table, by their keys */
+			dbm_buf_puts(&sql, " WHERE (");
+			for (int k = 0; k < m->nkey; k++)
+				dbm_buf_printf(&sql, "%s%s", k ? ", " : "", m->qcols[m->key[k]]);
+			dbm_buf_puts(&sql, ") IN (");
+			for (int r = 0; r < nrows; r++)
+			{
+				dbm_buf_puts(&sql, r ? ", (" : "(");
+				for (int k = 0; k < m->nkey; k++)
+					dbm_buf_printf(&sql, "%s$%d", k ? ", " : "", p++);
+				dbm_buf_putc(&sql, ')');
+			}
+			dbm_buf_putc(&sql, ')');
 		}
 		else
 		{
@@ -1307,10 +1336,13 @@ send_row(dbm_apply *a, amap *m, const dbm_change *c, const char *where)
  * updates of the same row merge into it: a hot row updated by a thousand
  * source transactions of one batch is written once, and the multi-row
  * inserts between such updates stay whole. The batch commits as one target
- * transaction, so no one sees the rows in between. A change that order
- * does matter to sends them first: an insert of the same key, a key
+ * transaction, so no one sees the rows in between. Deletes wait the same
+ * way and go out together, by their keys (a delete takes the place of an
+ * update of its row that waits). A change that order does matter to sends
+ * them first: an insert or an update of a key whose delete waits, a key
  * change, a change to a table whose triggers or rules fire, a truncate, a
- * barrier, the commit; a delete drops the update of its row. */
+ * barrier, the commit. The multi-row insert always goes before them: it
+ * never holds a row inserted after one of theirs. */
 #define PU_MAX_ROWS 65536
 #define PU_MAX_BYTES (16 << 20)
 
@@ -1339,7 +1371,7 @@ upd_find(dbm_apply *a, const amap *m, const dbm_val *vals)
 	row_key(&k, m, vals);
 	e = dbm_keymap_get(&a->pu_keys, k.data, k.len);
 	dbm_buf_free(&k);
-	return e && !a->pu[e->count[0]].dead ? &a->pu[e->count[0]] : NULL;
+	return e ? &a->pu[e->count[0]] : NULL;
 }
 
 static void
@@ -1382,6 +1414,52 @@ upd_clear(dbm_apply *a)
 	}
 }
 
+/* The pending deletes of the table of entry first, from it on, as
+ * statements of 64, 8 or 1 keys; each is marked sent ('d'). */
+static bool
+send_deletes(dbm_apply *a, int first)
+{
+	amap *m = a->pu[first].map;
+	int n = 0, done = 0;
+	int *idx = xcalloc((size_t) (a->npu - first) + 1, sizeof(int));
+	const char **vals = xcalloc((size_t) m->nkey * INSERT_BATCH + 1, sizeof(char *));
+	char *mask = xmalloc((size_t) m->ncols + 1);
+	bool ok = true;
+
+	memset(mask, '0', (size_t) m->ncols);
+	mask[m->ncols] = '\0';
+	for (int i = first; i < a->npu; i++)
+		if (a->pu[i].op == 'D' && a->pu[i].map == m)
+		{
+			idx[n++] = i;
+			a->pu[i].op = 'd';
+		}
+	while (ok && done < n)
+	{
+		int left = n - done;
+		int rows = left >= INSERT_BATCH ? INSERT_BATCH : left >= 8 ? 8 : 1;
+		const char *name = get_stmt(a, m, 'D', mask, rows);
+		if (name == NULL)
+		{
+			ok = false;
+			break;
+		}
+		for (int r = 0; r < rows; r++)
+			for (int k = 0; k < m->nkey; k++)
+			{
+				const dbm_val *v = &a->pu[idx[done + r]].v[m->key[k]];
+				vals[r * m->nkey + k] = v->kind == DBM_VAL_TEXT ? v->data : NULL;
+			}
+		ok = send_prepared(a, name, rows * m->nkey, vals, 'D', a->pu[idx[done]].where, m,
+						   NULL, rows, 0);
+		done += rows;
+	}
+	free(mask);
+	free(vals);
+	free(idx);
+	return ok;
+}
+
 /* Every pending row: the multi-row insert first (an update of a row
  * inserted in this batch comes after it), then the updates. */
 static bool
@@ -1393,8 +1471,10 @@ flush_pending(dbm_apply *a)
 	{
 		pupd *u = &a->pu[i];
 		dbm_change c = {DBM_OP_UPDATE, u->rel, u->v, NULL, false};
-		if (!u->dead)
+		if (u->op == 'U')
 			ok = send_row(a, u->map, &c, u->where);
+		else if (u->op == 'D')
+			ok = send_deletes(a, i);
 	}
 	upd_clear(a);
 	return ok;
@@ -1433,18 +1513,20 @@ upd_add(dbm_apply *a, amap *m, const dbm_change *c, const char *where)
 	dbm_buf_init(&k);
 	row_key(&k, m, kv);
 	e = a->npu > 0 ? dbm_keymap_get(&a->pu_keys, k.data, k.len) : NULL;
-	if (e)
+	if (e && a->pu[e->count[0]].op != 'U')
 	{
-		u = &a->pu[e->count[0]];
-		if (u->dead)
+		/* an update of a row whose delete waits (it found no row, or the
+		 * row was inserted again: that insert went first): in order */
+		if (!flush_pending(a))
 		{
-			/* deleted, inserted again (that insert waits before it) */
-			dbm_val unset = {DBM_VAL_UNCHANGED, NULL, 0};
-			for (int i = 0; i < n; i++)
-				upd_set(a, &u->v[i], &unset);
-			u->dead = false;
+			dbm_buf_free(&k);
+			free(kv);
+			return -1;
 		}
+		e = NULL;
 	}
+	if (e)
+		u = &a->pu[e->count[0]];
 	else
 	{
 		dbm_h128 zero = {0, 0};
@@ -1456,7 +1538,7 @@ upd_add(dbm_apply *a, amap *m, const dbm_change *c, const char *where)
 		u = &a->pu[a->npu];
 		u->map = m;
 		u->rel = c->rel;
-		u->dead = false;
+		u->op = 'U';
 		u->v = xcalloc((size_t) n + 1, sizeof(dbm_val));
 		for (int i = 0; i < n; i++)
 			u->v[i].kind = DBM_VAL_UNCHANGED;
@@ -1472,6 +1554,63 @@ upd_add(dbm_apply *a, amap *m, const dbm_change *c, const char *where)
 		if (u->v[m->key[i]].kind == DBM_VAL_UNCHANGED)
 			upd_set(a, &u->v[m->key[i]], &kv[m->key[i]]);
 	free(kv);
+	{
+		size_t l = strlen(where);
+		if (l >= sizeof(u->where))
+			l = sizeof(u->where) - 1;
+		memcpy(u->where, where, l);
+		u->where[l] = '\0';
+	}
+	if (a->npu >= PU_MAX_ROWS || a->pu_bytes >= PU_MAX_BYTES)
+		return flush_pending(a) ? 1 : -1;
+	return 1;
+}
+
+/* Queue a delete of a coalescing table: 1 queued, 0 not one to queue (a
+ * key value did not travel), -1 failed. An update of the row waiting
+ * becomes the delete. */
+static int
+del_add(dbm_apply *a, amap *m, const dbm_change *c, const char *where)
+{
+	const dbm_val *keysrc = c->oldv ? c->oldv : c->newv;
+	dbm_val unset = {DBM_VAL_UNCHANGED, NULL, 0};
+	dbm_buf k;
+	dbm_keyent *e;
+	pupd *u;
+
+	if (keysrc == NULL)
+		return 0;
+	for (int i = 0; i < m->nkey; i++)
+		if (keysrc[m->key[i]].kind != DBM_VAL_TEXT)
+			return 0;
+	dbm_buf_init(&k);
+	row_key(&k, m, keysrc);
+	e = a->npu > 0 ? dbm_keymap_get(&a->pu_keys, k.data, k.len) : NULL;
+	if (e)
+		u = &a->pu[e->count[0]];
+	else
+	{
+		dbm_h128 zero = {0, 0};
+		if (a->npu == a->pu_cap)
+		{
+			a->pu_cap = a->pu_cap ? a->pu_cap * 2 : 256;
+			a->pu = xrealloc(a->pu, sizeof(pupd) * (size_t) a->pu_cap);
+		}
+		u = &a->pu[a->npu];
+		u->map = m;
+		u->rel = c->rel;
+		u->v = xcalloc((size_t) m->ncols + 1, sizeof(dbm_val));
+		for (int i = 0; i < m->ncols; i++)
+			u->v[i].kind = DBM_VAL_UNCHANGED;
+		dbm_keymap_add(&a->pu_keys, k.data, k.len, 0, zero)->count[0] = (uint32_t) a->npu;
+		a->npu++;
+	}
+	dbm_buf_free(&k);
+	u->op = 'D';
+	for (int i = 0; i < m->ncols; i++)
+		upd_set(a, &u->v[i], &unset);
+	for (int i = 0; i < m->nkey; i++)
+		upd_set(a, &u->v[m->key[i]], &keysrc[m->key[i]]);
 	{
 		size_t l = strlen(where);
 		if (l >= sizeof(u->where))
@@ -1623,12 +1762,16 @@ dbm_apply_change(dbm_apply *a, const dbm_change *c, const char *where)
 			return r > 0;
 		}
 	}
-	if (m->coalesce && c->op == DBM_OP_DELETE && a->npu > 0)
+	if (m->coalesce && c->op == DBM_OP_DELETE)
 	{
-		/* the row goes: an update of it still waiting is moot */
-		pupd *u = upd_find(a, m, c->oldv ? c->oldv : c->newv);
-		if (u)
-			u->dead = true;
+		int r = del_add(a, m, c, where);
+		if (r != 0)
+		{
+			free(mask);
+			if (r > 0)
+				a->txn_rows++;
+			return r > 0;
+		}
 	}
 	free(mask);
 	if (!flush_inserts(a) || !send_row(a, m, c, where))

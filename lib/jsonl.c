@@ -86,6 +86,10 @@ dbm_jsonl_open(dbm_jsonl_reader *r, const char *path)
 		dbm_log_error("could not open file \"%s\": %m", path);
 		return false;
 	}
+	/* read in 1 MB steps, not stdio's 4 kB (a read returns what a pipe
+	 * holds: a line is not held back waiting for more) */
+	if (r->f != stdin)
+		setvbuf(r->f, NULL, _IOFBF, 1 << 20);
 	dbm_buf_init(&r->buf);
 	return true;
 }

@@ -617,10 +617,13 @@ END;' 7 400 2
 	log_dst >"$OUT/all.log"
 	pid=$(grep -m1 'apply_position AS p' "$OUT/all.log" | grep -o '\[[0-9]*\]')
 	grep -F "$pid" "$OUT/all.log" >"$OUT/dst.log"
-	# hot: the 201 updates of id 1 as one, the 3 of id 2 as one, id 3's
-	# after its delete and insert as one, then the key change itself, then
-	# the update after it; uq and trg: every update
-	assert_equal "$(grep -Ec 'execute [^:]*: UPDATE public\.hot ' "$OUT/dst.log")" 5
+	# hot: the 200 updates of id 1 and the 3 of id 2 wait, merged, and id
+	# 3's update becomes its delete; id 3 inserted again sends them first
+	# (2 updates, 1 delete); then id 3's update and id 1's next one wait,
+	# until the key change sends them (2) before itself (1); the update
+	# after it goes at the commit (1). uq and trg: every update
+	assert_equal "$(grep -Ec 'execute [^:]*: UPDATE public\.hot ' "$OUT/dst.log")" 6
+	assert_equal "$(grep -Ec 'execute [^:]*: DELETE FROM public\.hot ' "$OUT/dst.log")" 1
 	assert_equal "$(grep -Ec 'execute [^:]*: UPDATE public\.uq ' "$OUT/dst.log")" 3
 	assert_equal "$(grep -Ec 'execute [^:]*: UPDATE public\.trg ' "$OUT/dst.log")" 50
 	assert_equal "$(pd_ -c 'SELECT count(*), sum(n) FROM trg_log')" '50|1275'
@@ -630,6 +633,34 @@ END;' 7 400 2
 	done
 	assert_equal "$(pd_ -c 'SELECT id, n, md5(big), small FROM hot ORDER BY id')" \
 		"$(ps_ -c 'SELECT id, n, md5(big), small FROM hot ORDER BY id')"
+}
+
+@test "deletes in a batch go out together by their keys, composite keys too; rows they do not find are counted missed" {
+	both -c 'CREATE TABLE d1 (id int PRIMARY KEY, v text)' \
+		-c 'CREATE TABLE d2 (a int, b text, v text, PRIMARY KEY (a, b))'
+	ps_ -c "INSERT INTO d1 SELECT g, 'x' FROM generate_series(1, 100) g" \
+		-c "INSERT INTO d2 SELECT g, 'k' || g, 'x' FROM generate_series(1, 100) g"
+	snap
+	# 5 of the rows to delete are already gone from the target
+	pd_ -c 'DELETE FROM d1 WHERE id <= 5'
+	ps_ -1 -c 'DELETE FROM d1 WHERE id <= 70' -c 'DELETE FROM d2 WHERE a > 80' \
+		-c "INSERT INTO d1 VALUES (3, 'again')" -c "UPDATE d1 SET v = 'y' WHERE id = 3"
+	lsn=$(src_lsn)
+	log_mark
+	PGOPTIONS='-c log_statement=all' apply --stop-at-lsn "$lsn"
+	assert_success
+	jq -e -s '.[-1] | .type == "stopped" and .applied == 92 and .missed == 5' "$OUT/apply"
+	log_dst >"$OUT/all.log"
+	pid=$(grep -m1 'apply_position AS p' "$OUT/all.log" | grep -o '\[[0-9]*\]')
+	grep -F "$pid" "$OUT/all.log" >"$OUT/dst.log"
+	# d1: 70 keys as 64 + 6 x 1 (id 3 inserted again sends them first);
+	# d2: 20 keys as 8 + 8 + 4 x 1
+	assert_equal "$(grep -Ec 'execute [^:]*: DELETE FROM public\.d1 ' "$OUT/dst.log")" 7
+	assert_equal "$(grep -Ec 'execute [^:]*: DELETE FROM public\.d2 ' "$OUT/dst.log")" 6
+	assert_equal "$(grep -Ec 'execute [^:]*: DELETE FROM public\.d2 WHERE \("a", "b"\) IN \(\(\$1, \$2\), ' "$OUT/dst.log")" 2
+	migrated d1 d2
+	assert_equal "$(pd_ -c 'SELECT id, v FROM d1 ORDER BY id LIMIT 2')" '3|y
+71|x'
 }
 
 @test "a Relation message in the middle of a batch (the table analyzed or altered compatibly) loses no pending row" {
