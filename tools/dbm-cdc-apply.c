@@ -1286,6 +1286,7 @@ typedef struct
 	bool failed;
 	bool dirty; /* changes applied since the last commit */
 	bool check_done; /* a partition got done or the assignment changed */
+	struct kicker *kick;
 } kctx;
 
 static kpart *
@@ -1373,12 +1374,27 @@ seek_stored(kctx *k, rd_kafka_topic_partition_list_t *parts)
 	return true;
 }
 
+struct kicker;
+static void kicker_pause(struct kicker *kk, bool pause);
+static void rebalance_do(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+						 rd_kafka_topic_partition_list_t *parts, kctx *k, bool cooperative);
+
 static void
 rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
 		  void *opaque)
 {
 	kctx *k = opaque;
 	bool cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+
+	kicker_pause(k->kick, true);
+	rebalance_do(rk, err, parts, k, cooperative);
+	kicker_pause(k->kick, false);
+}
+
+static void
+rebalance_do(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
+			 kctx *k, bool cooperative)
+{
 
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
 	{
@@ -1494,13 +1510,15 @@ barrier_release(kctx *k)
  * which fetches again if the queue has room. Idle, it asks nothing. */
 #define KICK_MS 50
 
-typedef struct
+typedef struct kicker
 {
 	rd_kafka_t *rk;
 	pthread_t th;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool stop;
+	bool paused; /* a rebalance is under way: no request */
+	bool busy;	 /* a request is under way */
 	uint64_t consumed; /* messages taken by the main thread */
 } kicker;
 
@@ -1521,8 +1539,9 @@ kicker_main(void *arg)
 		pthread_cond_timedwait(&kk->cv, &kk->mu, &ts);
 		busy = kk->consumed != seen;
 		seen = kk->consumed;
-		if (kk->stop || !busy)
+		if (kk->stop || !busy || kk->paused)
 			continue;
+		kk->busy = true;
 		pthread_mutex_unlock(&kk->mu);
 		if (rd_kafka_assignment(kk->rk, &a) == RD_KAFKA_RESP_ERR_NO_ERROR && a && a->cnt > 0)
 		{
@@ -1533,6 +1552,8 @@ kicker_main(void *arg)
 		if (a)
 			rd_kafka_topic_partition_list_destroy(a);
 		pthread_mutex_lock(&kk->mu);
+		kk->busy = false;
+		pthread_cond_broadcast(&kk->cv);
 	}
 	pthread_mutex_unlock(&kk->mu);
 	return NULL;
@@ -1551,6 +1572,21 @@ kicker_start(rd_kafka_t *rk)
 		exit(2);
 	}
 	return kk;
+}
+
+/* While partitions are assigned or revoked, the thread asks nothing (it
+ * waits for a request under way to end first): librdkafka 2.0 has had
+ * crashes with calls that race a rebalance. */
+static void
+kicker_pause(kicker *kk, bool pause)
+{
+	if (kk == NULL)
+		return;
+	pthread_mutex_lock(&kk->mu);
+	kk->paused = pause;
+	while (pause && kk->busy)
+		pthread_cond_wait(&kk->cv, &kk->mu);
+	pthread_mutex_unlock(&kk->mu);
 }
 
 static void
@@ -1665,6 +1701,7 @@ run_kafka(cdc *c)
 	k.e = dbm_evapply_new(c->ap, &c->dec, c->schema, false);
 	dbm_evapply_hold_barriers(k.e);
 	kick = kicker_start(k.rk);
+	k.kick = kick;
 	c->batch_started = dbm_now_ms();
 	for (;;)
 	{
@@ -1833,6 +1870,7 @@ out:
 			dbm_evapply_counts(k.e, &changes, &skipped);
 		c->skipped = skipped;
 	}
+	k.kick = NULL; /* the revoke of the close below must not wait for it */
 	kicker_stop(kick);
 	if (why != STOP_ERROR)
 	{
