@@ -530,14 +530,28 @@ dbm_apply_map(dbm_apply *a, dbm_srcrel *r)
 			"       EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g JOIN t ON g.tgrelid = t.relid"
 			"               WHERE g.tgenabled IN ('A', 'R'))"
 			"    OR EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite w JOIN t ON w.ev_class = t.relid"
-			"               WHERE w.rulename <> '_RETURN')";
+			"               WHERE w.rulename <> '_RETURN'),"
+			/* keys equal exactly when their texts are: else a key deleted and
+			 * inserted again within a batch, spelled two ways ('ABC' and
+			 * 'abc' in a citext key, 1.0 and 1.00 in a numeric one), could
+			 * not be told to be one row */
+			"       NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i"
+			"                   JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid"
+			"                    AND a.attnum = ANY (i.indkey)"
+			"                   LEFT JOIN pg_catalog.pg_collation l ON l.oid = a.attcollation"
+			"                   WHERE i.indrelid = $1::regclass AND i.indisprimary"
+			"                     AND NOT (a.atttypid IN ('int2'::regtype, 'int4'::regtype,"
+			"                                             'int8'::regtype, 'uuid'::regtype)"
+			"                              OR (a.atttypid IN ('text'::regtype, 'varchar'::regtype)"
+			"                                  AND coalesce(l.collisdeterministic, true))))";
 		const char *cv[1] = {m->target};
 		ok = cat_query(a, co_sql, 1, cv, &res, "could not read the target catalog");
 		if (ok)
 		{
 			bool unique = PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "f") != 0;
 			m->fires = PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 1), "f") != 0;
-			m->coalesce = m->has_pk && !unique && !m->fires;
+			bool canonical = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+			m->coalesce = m->has_pk && !unique && !m->fires && canonical;
 			PQclear(res);
 		}
 	}
@@ -1331,7 +1345,8 @@ send_row(dbm_apply *a, amap *m, const dbm_change *c, const char *where)
 
 /* ---- pending updates ----
  *
- * In a table where order between rows cannot matter (amap.coalesce), an
+ * In a table where order between rows cannot matter and a row is known by
+ * the text of its key (amap.coalesce: see dbm_apply_map), an
  * update waits in the open batch instead of going out at once, and later
  * updates of the same row merge into it: a hot row updated by a thousand
  * source transactions of one batch is written once, and the multi-row
