@@ -116,12 +116,15 @@ apply_bg()
 # applied_some N: the target's counter is above N.
 applied_some() { (($(pd_ -c "SELECT n FROM counter") > $1)); }
 
-# settle NAME: writes stopped, NAME (running) applies up to the source's end
-# of WAL, then SIGTERM: exit 0 with a stopped line.
+# settle NAME: writes stopped, NAME (running) applies up to a marker
+# transaction committed now, then SIGTERM: exit 0 with a stopped line. (Not
+# up to the source's end of WAL: a record written after the last commit, a
+# checkpoint or the bgwriter's running-transactions record, is never a
+# position the apply stores.)
 settle()
 {
 	local pid_var="$1_pid" lsn rc=0
-	lsn=$(ps_ -c "SELECT pg_current_wal_insert_lsn()")
+	lsn=$(ps_ -c "SELECT pg_logical_emit_message(true, 'dbm-test', 'settle')")
 	dbm_wait_until 120 caught_up "$lsn"
 	kill -TERM "${!pid_var}"
 	wait "${!pid_var}" || rc=$?
