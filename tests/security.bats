@@ -165,6 +165,17 @@ caught()
 		return 1
 	fi
 	dbm_ps_snapshot "$OUT/ps"
+	# CAUGHT_WANT (a grep pattern): the process that opened a socket may be
+	# a quick one that is gone by now; look again until the one expected to
+	# hang on the held cluster shows
+	if [[ -n "${CAUGHT_WANT:-}" ]]; then
+		local i
+		for ((i = 0; i < 100; i++)); do
+			grep -q "$CAUGHT_WANT" "$OUT/ps" && break
+			sleep 0.1
+			dbm_ps_snapshot "$OUT/ps"
+		done
+	fi
 	ps -ww -o args= -p "$(tree "$pid" | tr '\n' ',' | sed 's/,$//')" >"$OUT/ps.$name"
 	dbm_release "$dir"
 	CAUGHT_RC=0
@@ -555,7 +566,8 @@ kv()
 	DBM_RECHECK=0 caught validate "$SRC_DIR" "$rb/validate.sh"
 	assert_equal "$CAUGHT_RC" 0
 	jq -e -s '.[-1] | .type == "validate" and .status == "equal"' "$OUT/logs/validate.jsonl"
-	caught status "$DST_DIR" "$rb/status.sh" --json
+	CAUGHT_WANT="psql .*-d host=127.0.0.1 port=$SRC_PORT dbname=$DB user=dbm_secret\|psql .*-d postgresql://dbm_secret@127.0.0.1:$DST_PORT" \
+		caught status "$DST_DIR" "$rb/status.sh" --json
 	jq -e -s '.[-1] | .type == "status"' "$OUT/status.out"
 	# status shows the settings redacted
 	"$rb/status.sh" >"$OUT/status-text.out" 2>"$OUT/status-text.err" || true
