@@ -650,6 +650,17 @@ dbm_apply_unmap(dbm_apply *a, dbm_srcrel *r)
 
 /* ---- pipeline bookkeeping ---- */
 
+/* where, cut to fit n bytes (NULL: empty) */
+static void
+copy_where(char *dst, size_t n, const char *where)
+{
+	size_t l = where ? strlen(where) : 0;
+	if (l >= n)
+		l = n - 1;
+	memcpy(dst, where ? where : "", l);
+	dst[l] = '\0';
+}
+
 static item *
 push_item(dbm_apply *a, char kind, char op, const char *where, amap *m)
 {
@@ -666,13 +677,7 @@ push_item(dbm_apply *a, char kind, char op, const char *where, amap *m)
 	it->nrows = it->per = 0;
 	it->bytes = 0;
 	it->txn_rows = 0;
-	{
-		size_t l = where ? strlen(where) : 0;
-		if (l >= sizeof(it->where))
-			l = sizeof(it->where) - 1;
-		memcpy(it->where, where ? where : "", l);
-		it->where[l] = '\0';
-	}
+	copy_where(it->where, sizeof(it->where), where);
 	return it;
 }
 
@@ -1495,6 +1500,41 @@ flush_pending(dbm_apply *a)
 	return ok;
 }
 
+/* A new pending row for key k, every value unset. */
+static pupd *
+upd_new(dbm_apply *a, amap *m, dbm_srcrel *rel, const dbm_buf *k, char op)
+{
+	dbm_h128 zero = {0, 0};
+	pupd *u;
+
+	if (a->npu == a->pu_cap)
+	{
+		a->pu_cap = a->pu_cap ? a->pu_cap * 2 : 256;
+		a->pu = xrealloc(a->pu, sizeof(pupd) * (size_t) a->pu_cap);
+	}
+	u = &a->pu[a->npu];
+	u->map = m;
+	u->rel = rel;
+	u->op = op;
+	u->v = xcalloc((size_t) m->ncols + 1, sizeof(dbm_val));
+	for (int i = 0; i < m->ncols; i++)
+		u->v[i].kind = DBM_VAL_UNCHANGED;
+	dbm_keymap_add(&a->pu_keys, k->data, k->len, 0, zero)->count[0] = (uint32_t) a->npu;
+	a->npu++;
+	return u;
+}
+
+/* A change is in pending row u: it names u; what waits goes out once it
+ * is too much. 1, or -1 failed. */
+static int
+upd_queued(dbm_apply *a, pupd *u, const char *where)
+{
+	copy_where(u->where, sizeof(u->where), where);
+	if (a->npu >= PU_MAX_ROWS || a->pu_bytes >= PU_MAX_BYTES)
+		return flush_pending(a) ? 1 : -1;
+	return 1;
+}
+
 /* Queue an update of a coalescing table: 1 queued, 0 not one to queue
  * (its key changes, or a key value did not travel), -1 failed. */
 static int
@@ -1540,26 +1580,7 @@ upd_add(dbm_apply *a, amap *m, const dbm_change *c, const char *where)
 		}
 		e = NULL;
 	}
-	if (e)
-		u = &a->pu[e->count[0]];
-	else
-	{
-		dbm_h128 zero = {0, 0};
-		if (a->npu == a->pu_cap)
-		{
-			a->pu_cap = a->pu_cap ? a->pu_cap * 2 : 256;
-			a->pu = xrealloc(a->pu, sizeof(pupd) * (size_t) a->pu_cap);
-		}
-		u = &a->pu[a->npu];
-		u->map = m;
-		u->rel = c->rel;
-		u->op = 'U';
-		u->v = xcalloc((size_t) n + 1, sizeof(dbm_val));
-		for (int i = 0; i < n; i++)
-			u->v[i].kind = DBM_VAL_UNCHANGED;
-		dbm_keymap_add(&a->pu_keys, k.data, k.len, 0, zero)->count[0] = (uint32_t) a->npu;
-		a->npu++;
-	}
+	u = e ? &a->pu[e->count[0]] : upd_new(a, m, c->rel, &k, 'U');
 	dbm_buf_free(&k);
 	/* what travelled replaces what waits; an unchanged TOAST value keeps it */
 	for (int i = 0; i < n; i++)
@@ -1569,16 +1590,7 @@ upd_add(dbm_apply *a, amap *m, const dbm_change *c, const char *where)
 		if (u->v[m->key[i]].kind == DBM_VAL_UNCHANGED)
 			upd_set(a, &u->v[m->key[i]], &kv[m->key[i]]);
 	free(kv);
-	{
-		size_t l = strlen(where);
-		if (l >= sizeof(u->where))
-			l = sizeof(u->where) - 1;
-		memcpy(u->where, where, l);
-		u->where[l] = '\0';
-	}
-	if (a->npu >= PU_MAX_ROWS || a->pu_bytes >= PU_MAX_BYTES)
-		return flush_pending(a) ? 1 : -1;
-	return 1;
+	return upd_queued(a, u, where);
 }
 
 /* Queue a delete of a coalescing table: 1 queued, 0 not one to queue (a
@@ -1601,41 +1613,14 @@ del_add(dbm_apply *a, amap *m, const dbm_change *c, const char *where)
 	dbm_buf_init(&k);
 	row_key(&k, m, keysrc);
 	e = a->npu > 0 ? dbm_keymap_get(&a->pu_keys, k.data, k.len) : NULL;
-	if (e)
-		u = &a->pu[e->count[0]];
-	else
-	{
-		dbm_h128 zero = {0, 0};
-		if (a->npu == a->pu_cap)
-		{
-			a->pu_cap = a->pu_cap ? a->pu_cap * 2 : 256;
-			a->pu = xrealloc(a->pu, sizeof(pupd) * (size_t) a->pu_cap);
-		}
-		u = &a->pu[a->npu];
-		u->map = m;
-		u->rel = c->rel;
-		u->v = xcalloc((size_t) m->ncols + 1, sizeof(dbm_val));
-		for (int i = 0; i < m->ncols; i++)
-			u->v[i].kind = DBM_VAL_UNCHANGED;
-		dbm_keymap_add(&a->pu_keys, k.data, k.len, 0, zero)->count[0] = (uint32_t) a->npu;
-		a->npu++;
-	}
+	u = e ? &a->pu[e->count[0]] : upd_new(a, m, c->rel, &k, 'D');
 	dbm_buf_free(&k);
 	u->op = 'D';
 	for (int i = 0; i < m->ncols; i++)
 		upd_set(a, &u->v[i], &unset);
 	for (int i = 0; i < m->nkey; i++)
 		upd_set(a, &u->v[m->key[i]], &keysrc[m->key[i]]);
-	{
-		size_t l = strlen(where);
-		if (l >= sizeof(u->where))
-			l = sizeof(u->where) - 1;
-		memcpy(u->where, where, l);
-		u->where[l] = '\0';
-	}
-	if (a->npu >= PU_MAX_ROWS || a->pu_bytes >= PU_MAX_BYTES)
-		return flush_pending(a) ? 1 : -1;
-	return 1;
+	return upd_queued(a, u, where);
 }
 
 bool

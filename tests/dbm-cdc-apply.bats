@@ -131,6 +131,16 @@ position() { pd_ -c "SELECT lsn FROM dbm.apply_position WHERE stream = '$SLOT'" 
 log_mark() { LOG_POS_D=$(stat -c %s "$DST_DIR/postgres.log"); }
 log_dst() { tail -c +$((LOG_POS_D + 1)) "$DST_DIR/postgres.log"; }
 
+# The target's server log from log_mark on, lines of the applying session
+# only (the one writing the position).
+applier_log()
+{
+	local pid
+	log_dst >"$OUT/all.log"
+	pid=$(grep -m1 'apply_position AS p' "$OUT/all.log" | grep -o '\[[0-9]*\]')
+	grep -F "$pid" "$OUT/all.log"
+}
+
 # lsn_le A B: A <= B as LSNs.
 lsn_le() { [ "$(ps_ -c "SELECT '$1'::pg_lsn <= '$2'::pg_lsn")" = t ]; }
 
@@ -613,10 +623,7 @@ END;' 7 400 2
 	log_mark
 	PGOPTIONS='-c log_statement=all' apply_to "$lsn"
 	jq -e -s '.[-1] | .applied == 263 and .transactions == 1' "$OUT/apply"
-	# the applying session: the one writing the position
-	log_dst >"$OUT/all.log"
-	pid=$(grep -m1 'apply_position AS p' "$OUT/all.log" | grep -o '\[[0-9]*\]')
-	grep -F "$pid" "$OUT/all.log" >"$OUT/dst.log"
+	applier_log >"$OUT/dst.log"
 	# hot: the 200 updates of id 1 and the 3 of id 2 wait, merged, and id
 	# 3's update becomes its delete; id 3 inserted again sends them first
 	# (2 updates, 1 delete); then id 3's update and id 1's next one wait,
@@ -655,9 +662,7 @@ END;' 7 400 2
 	PGOPTIONS='-c log_statement=all' apply --stop-at-lsn "$lsn"
 	assert_success
 	jq -e -s '.[-1] | .type == "stopped" and .applied == 94 and .missed == 5' "$OUT/apply"
-	log_dst >"$OUT/all.log"
-	pid=$(grep -m1 'apply_position AS p' "$OUT/all.log" | grep -o '\[[0-9]*\]')
-	grep -F "$pid" "$OUT/all.log" >"$OUT/dst.log"
+	applier_log >"$OUT/dst.log"
 	# d1: 70 keys as 64 + 6 x 1 (id 3 inserted again sends them first);
 	# d2: 20 keys as 8 + 8 + 4 x 1
 	assert_equal "$(grep -Ec 'execute [^:]*: DELETE FROM public\.d1 ' "$OUT/dst.log")" 7

@@ -23,6 +23,7 @@
 #include <getopt.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <stdio.h>
@@ -1519,7 +1520,7 @@ typedef struct kicker
 	bool stop;
 	bool paused; /* a rebalance is under way: no request */
 	bool busy;	 /* a request is under way */
-	uint64_t consumed; /* messages taken by the main thread */
+	atomic_uint_fast64_t consumed; /* messages taken by the main thread */
 } kicker;
 
 static void *
@@ -1537,8 +1538,8 @@ kicker_main(void *arg)
 		rd_kafka_topic_partition_list_t *a = NULL;
 
 		pthread_cond_timedwait(&kk->cv, &kk->mu, &ts);
-		busy = kk->consumed != seen;
-		seen = kk->consumed;
+		busy = atomic_load_explicit(&kk->consumed, memory_order_relaxed) != seen;
+		seen = atomic_load_explicit(&kk->consumed, memory_order_relaxed);
 		if (kk->stop || !busy || kk->paused)
 			continue;
 		kk->busy = true;
@@ -1592,9 +1593,8 @@ kicker_pause(kicker *kk, bool pause)
 static void
 kicker_consumed(kicker *kk)
 {
-	pthread_mutex_lock(&kk->mu);
-	kk->consumed++;
-	pthread_mutex_unlock(&kk->mu);
+	/* on every message: no lock */
+	atomic_fetch_add_explicit(&kk->consumed, 1, memory_order_relaxed);
 }
 
 /* Before the consumer closes: the thread uses it. */
