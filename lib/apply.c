@@ -749,6 +749,10 @@ drain(dbm_apply *a, int keep)
 				}
 				dbm_log_error("%s: %s", w, msg ? msg : dbm_pg_error(a->conn));
 			}
+			else
+				/* its failure was not read here (a lost session): the
+				 * one line says what libpq knows */
+				dbm_log_error("%s: not applied: %s", it->where, dbm_pg_error(a->conn));
 			PQclear(res);
 			return false;
 		}
