@@ -116,6 +116,9 @@ apply_bg()
 # applied_some N: the target's counter is above N.
 applied_some() { (($(pd_ -c "SELECT n FROM counter") > $1)); }
 
+# slot_active: a walsender streams from the test's slot.
+slot_active() { [[ "$(ps_ -c "SELECT active FROM pg_replication_slots WHERE slot_name = '$SLOT'")" == t ]]; }
+
 # settle NAME: writes stopped, NAME (running) applies up to a marker
 # transaction committed now, then SIGTERM: exit 0 with a stopped line. (Not
 # up to the source's end of WAL: a record written after the last commit, a
@@ -214,7 +217,11 @@ reconnects()
 	apply_bg a
 	dbm_wait_until 60 applied_some 100
 	(($(fault_terminate "$D" dbm-cdc-apply) >= 1))
+	# a new session starts from the target's stored position: its walsender
+	# comes back with it (the slot is idle in between)
+	dbm_wait_until 60 grep -q '"type":"reconnected"' "$OUT/a.out"
 	sleep "$(fault_delay 1000 2000)"
+	dbm_wait_until 30 slot_active
 	assert_equal "$(psql_src -c "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots
 		WHERE slot_name = '$SLOT'")" t
 	wait "$WRITER"

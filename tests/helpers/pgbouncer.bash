@@ -139,6 +139,10 @@ _dbm_pgb_kill()
 dbm_stop_pgbouncer()
 {
 	[[ -n "${PGB_DIR:-}" ]] || return 0
+	# a failed test shows what pgbouncer said (login retries, errors)
+	if [[ -n "${BATS_TEST_NAME:-}" && -z "${BATS_TEST_COMPLETED:-}" && -s "$PGB_DIR/pgbouncer.log" ]]; then
+		grep -v ' LOG stats: ' "$PGB_DIR/pgbouncer.log" | tail -n 40 | sed 's/^/# pgbouncer: /' >&3 || true
+	fi
 	_dbm_pgb_kill
 	[[ "$PGB_DIR" == /tmp/dbm-pgbouncer.* ]] && rm -rf "$PGB_DIR"
 	unset PGB PGB_ADMIN PGB_INI PGB_DIR PGB_PORT
