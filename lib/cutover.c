@@ -361,28 +361,69 @@ dbm_epoch_iso(int64_t ms, char out[96])
 }
 
 bool
-dbm_readonly_set(PGconn *conn, bool on)
+dbm_readonly_set(PGconn *conn, bool on, char since[64])
 {
+	static const char *was_sql =
+		"SELECT pg_catalog.quote_ident(d.datname),"
+		"       EXISTS (SELECT 1 FROM pg_catalog.pg_db_role_setting s"
+		"               WHERE s.setdatabase = d.oid AND s.setrole = 0"
+		"                 AND 'default_transaction_read_only=on' = ANY (s.setconfig)),"
+		"       pg_catalog.clock_timestamp()::text"
+		" FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()";
+	/* sessions that took the read-only setting: the application's (not
+	 * dbm's own), opened since the freeze; a superuser's only when we are
+	 * one (else pg_terminate_backend refuses, failing the lot) */
+	static const char *end_sql =
+		"SELECT pg_catalog.count(pg_catalog.pg_terminate_backend(a.pid))"
+		" FROM pg_catalog.pg_stat_activity a"
+		" WHERE a.datname = pg_catalog.current_database() AND a.pid <> pg_catalog.pg_backend_pid()"
+		"   AND a.backend_type = 'client backend'"
+		"   AND a.application_name NOT LIKE 'dbm-%'"
+		"   AND ($1::timestamptz IS NULL OR a.backend_start >= $1::timestamptz)"
+		"   AND (NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = a.usesysid)"
+		"        OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user))";
 	PGresult *res;
+	bool ok = false, was;
+	char *sql;
 
 	/* this session may have started read-only itself */
 	if (!dbm_pg_command(conn, "SET default_transaction_read_only = off", NULL))
 		return false;
-	res = PQexec(conn, "SELECT pg_catalog.quote_ident(current_database())");
-	bool ok = false;
-
-	if (PQresultStatus(res) == PGRES_TUPLES_OK)
+	res = PQexec(conn, was_sql);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
 	{
-		char *sql = xasprintf("ALTER DATABASE %s %s", PQgetvalue(res, 0, 0),
-							  on ? "SET default_transaction_read_only = on"
-								 : "RESET default_transaction_read_only");
-		ok = dbm_pg_command(conn, sql, on ? "could not make the database read-only"
-										  : "could not make the database writable");
-		free(sql);
+		dbm_log_error("could not read the database's settings: %s", dbm_pg_error(conn));
+		PQclear(res);
+		return false;
 	}
-	else
-		dbm_log_error("could not read the database name: %s", dbm_pg_error(conn));
+	was = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+	if (!on && !was)
+	{
+		/* not read-only: nothing to undo (and no ownership needed) */
+		PQclear(res);
+		return true;
+	}
+	if (on && since)
+		snprintf(since, 64, "%s", PQgetvalue(res, 0, 2));
+	sql = xasprintf("ALTER DATABASE %s %s", PQgetvalue(res, 0, 0),
+					on ? "SET default_transaction_read_only = on"
+					   : "RESET default_transaction_read_only");
 	PQclear(res);
+	ok = dbm_pg_command(conn, sql, on ? "could not make the database read-only"
+									  : "could not make the database writable");
+	free(sql);
+	if (ok && !on)
+	{
+		const char *v[1] = {since && since[0] ? since : NULL};
+		res = PQexecParams(conn, end_sql, 1, NULL, v, NULL, NULL, 0);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		{
+			dbm_log_error("could not end the sessions opened while the database was read-only: %s",
+						  dbm_pg_error(conn));
+			ok = false;
+		}
+		PQclear(res);
+	}
 	return ok;
 }
 

@@ -59,7 +59,20 @@ bool dbm_route_repoint(const char *admin_ci, const char *ini, const char *db,
 int64_t dbm_epoch_ms(void);
 void dbm_epoch_iso(int64_t ms, char out[96]);
 
-/* Read-only method: default_transaction_read_only for a database. */
-bool dbm_readonly_set(PGconn *conn, bool on);
+/* Read-only method: default_transaction_read_only for a database.
+ *
+ * On: the database's setting, which every session opened from then on
+ * takes.  When since is not NULL it gets the server's clock just before
+ * (a timestamptz in text), for a later thaw.
+ *
+ * Off: the setting reset; then, when the database had been read-only, the
+ * application's sessions opened since then are ended: a session keeps the
+ * setting it started with, so a pooled connection opened during the freeze
+ * (pgbouncer's, an application pool's) would refuse writes for as long as
+ * it lives.  since is when the freeze began (from on), or NULL: every
+ * application session (a freeze ended those opened before it).  Sessions
+ * of dbm's own tools (application_name dbm-*) are kept, and superusers'
+ * unless the caller is one.  */
+bool dbm_readonly_set(PGconn *conn, bool on, char since[64]);
 
 #endif

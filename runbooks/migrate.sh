@@ -844,13 +844,8 @@ do_prepare()
 		# source is primary); dbm-switch does not undo that, so the
 		# application would find the target read-only: undo it now, before
 		# the freeze, while the application is on the source
-		with_setting "$DBM_TARGET" default_transaction_read_only off
-		psql_on "$REPLY" -c "DO \$\$ BEGIN
-			IF EXISTS (SELECT 1 FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase
-			           WHERE d.datname = current_database() AND s.setrole = 0
-			             AND 'default_transaction_read_only=on' = ANY (s.setconfig)) THEN
-				EXECUTE format('ALTER DATABASE %I RESET default_transaction_read_only', current_database());
-			END IF; END \$\$" >/dev/null 2>"$err" ||
+		# (and end the sessions that took it: they would refuse writes)
+		dbm-freeze --source="$DBM_TARGET" --readonly --thaw >/dev/null 2>"$err" ||
 			{ first_error "$err"; fail_run prepare 2 "$REPLY"; }
 	fi
 	applier_ensure reverse || fail_run prepare 2 "the reverse apply does not start: ${APPLIER_ERROR:-no message}"

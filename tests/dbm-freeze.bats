@@ -259,6 +259,74 @@ teardown()
 	assert_equal "$(ps_ -c 'SELECT count(*) FROM orders WHERE port IN (-7, -8)')" 2
 }
 
+# session_bg NAME [APPNAME]: a session of the source that stays open
+# (pg_sleep), in the background; its pid in NAME_pid, its output in
+# $OUT/NAME.out, its first line whether it started read-only.
+session_bg()
+{
+	PGAPPNAME=${2:-psql} psql "$S" -XAtq -c 'SHOW default_transaction_read_only' \
+		-c "SELECT pg_sleep(60) /* $1 */" >"$OUT/$1.out" 2>&1 3>&- &
+	eval "$1_pid=$!"
+	SLEEPERS+=($!)
+	dbm_wait_until 10 bash -c "[[ \$(psql '$S' -XAtq -c \"SELECT count(*) FROM pg_stat_activity
+		WHERE query = 'SELECT pg_sleep(60) /* $1 */'\") == 1 ]]"
+}
+
+# ended NAME: the session of session_bg NAME was ended by the server.
+ended()
+{
+	local pid_var="$1_pid"
+	dbm_wait_until 10 bash -c "! kill -0 ${!pid_var} 2>/dev/null"
+	grep -q 'terminating connection due to administrator command' "$OUT/$1.out"
+}
+
+@test "readonly: every thaw ends the sessions opened while frozen (they keep refusing writes), not dbm's, not older ones" {
+	SLEEPERS=()
+	cutover_schema
+	cutover_copy
+	# --thaw
+	run -0 dbm-freeze --source "$S" --readonly
+	session_bg during
+	session_bg tool dbm-test
+	run -0 dbm-freeze --source "$S" --readonly --thaw
+	ended during
+	assert_equal "$(head -n 1 "$OUT/during.out")" on
+	kill -0 "$tool_pid"
+	# the timeout's undo: a write transaction from before the freeze keeps
+	# it from draining, and is kept
+	psql "$S" -X -v ON_ERROR_STOP=1 -c 'BEGIN' \
+		-c "INSERT INTO orders (account_id, port) VALUES (7, -7)" \
+		-c 'SELECT pg_sleep(4)' -c 'COMMIT' >"$OUT/long.out" 2>&1 3>&- &
+	LONG_PID=$!
+	dbm_wait_until 10 bash -c "[[ \$(psql '$S' -XAtq -c \"SELECT count(*) FROM pg_stat_activity
+		WHERE query = 'SELECT pg_sleep(4)'\") == 1 ]]"
+	dbm-freeze --source "$S" --readonly --timeout 2 >"$OUT/freeze.out" 2>&1 3>&- &
+	local fz=$!
+	dbm_wait_until 10 bash -c "[[ \$(psql '$S' -XAtq -c 'SHOW default_transaction_read_only') == on ]]"
+	session_bg during2
+	local rc=0
+	wait "$fz" || rc=$?
+	assert_equal "$rc" 1
+	ended during2
+	wait "$LONG_PID"
+	LONG_PID=
+	run cat "$OUT/long.out"
+	refute_output --partial ERROR
+	# a rollback before the switch
+	run -0 dbm-freeze --source "$S" --readonly
+	session_bg during3
+	run -0 dbm-rollback --source "$S" --target "$D" --readonly
+	ended during3
+	# a thaw of a database that is not read-only ends nothing
+	session_bg after
+	run -0 dbm-freeze --source "$S" --readonly --thaw
+	sleep 0.5
+	kill -0 "$after_pid"
+	kill -0 "$tool_pid"
+	run -0 ps_ -c "INSERT INTO orders (account_id, port) VALUES (8, -8)"
+	kill "${SLEEPERS[@]}" 2>/dev/null || true
+}
+
 # -------------------------------------------------------------- bad input
 
 @test "a pgbouncer that cannot be reached or a database it does not have exits 2, the source untouched" {

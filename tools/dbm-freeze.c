@@ -30,7 +30,8 @@ usage(void)
 		   "With pgbouncer, PAUSE makes clients wait (none fails) until every\n"
 		   "transaction in flight has ended. With --readonly, new sessions are\n"
 		   "read-only, transactions with writes in flight may end, then the sessions\n"
-		   "that remain are ended. Then a barrier is written on the source (a row in\n"
+		   "that remain are ended (a thaw ends those opened while read-only: they\n"
+		   "would refuse writes). Then a barrier is written on the source (a row in\n"
 		   "dbm.barrier and a logical message) and the frozen line gives its position.\n"
 		   "Past --timeout the freeze is undone and the exit status is 1.\n"
 		   "\n"
@@ -118,7 +119,7 @@ out:
 
 /* Read-only freeze; returns 1 frozen, 0 timed out (undone), -1 error. */
 static int
-freeze_readonly(PGconn *src, double timeout)
+freeze_readonly(PGconn *src, double timeout, char since[64])
 {
 	int64_t deadline = dbm_now_ms() + (int64_t) (timeout * 1000);
 	static const char *writers_sql =
@@ -127,7 +128,7 @@ freeze_readonly(PGconn *src, double timeout)
 		"   AND backend_type = 'client backend' AND backend_xid IS NOT NULL";
 
 	if (!dbm_pg_command(src, "SET default_transaction_read_only = off", NULL) ||
-		!dbm_readonly_set(src, true))
+		!dbm_readonly_set(src, true, since))
 		return -1;
 	for (;;)
 	{
@@ -140,13 +141,13 @@ freeze_readonly(PGconn *src, double timeout)
 		PQclear(res);
 		if (n < 0)
 		{
-			dbm_readonly_set(src, false);
+			dbm_readonly_set(src, false, since);
 			return -1;
 		}
 		if (n == 0)
 			break;
 		if (dbm_now_ms() >= deadline)
-			return dbm_readonly_set(src, false) ? 0 : -1;
+			return dbm_readonly_set(src, false, since) ? 0 : -1;
 		dbm_sleep(0.01, NULL);
 	}
 	/* sessions opened before the freeze would still write: end them (a
@@ -187,6 +188,7 @@ main(int argc, char **argv)
 	uint64_t lsn;
 	long barrier;
 	char lsnbuf[32], at[96];
+	char since[64] = "";
 
 	dbm_log_init(argv[0]);
 	dbm_secret_init(argc, argv);
@@ -266,7 +268,7 @@ main(int argc, char **argv)
 		else
 		{
 			src = dbm_pg_connect(source, "dbm-freeze");
-			ok = src && dbm_readonly_set(src, false);
+			ok = src && dbm_readonly_set(src, false, NULL);
 		}
 		if (ok && dbm_jsonl_print(json_pack("{s:s,s:s,s:s}", "type", "thawed", "method",
 											bouncer ? "pgbouncer" : "readonly", "reason",
@@ -279,7 +281,7 @@ main(int argc, char **argv)
 		!dbm_pg_command(src, "SET default_transaction_read_only = off", NULL) ||
 		!dbm_barrier_table(src, schema))
 		goto out;
-	r = bouncer ? pause_bouncer(bouncer, db, timeout) : freeze_readonly(src, timeout);
+	r = bouncer ? pause_bouncer(bouncer, db, timeout) : freeze_readonly(src, timeout, since);
 	if (r < 0)
 		goto out;
 	if (r == 0)
@@ -302,7 +304,7 @@ main(int argc, char **argv)
 			PQfinish(admin);
 		}
 		else
-			dbm_readonly_set(src, false);
+			dbm_readonly_set(src, false, since);
 		goto out;
 	}
 	dbm_lsn_format(lsn, lsnbuf);

@@ -141,6 +141,7 @@ main(int argc, char **argv)
 	bool moved = false;
 	PGconn *src = NULL, *dst = NULL, *admin = NULL;
 	int64_t t0 = dbm_epoch_ms();
+	char since[64] = ""; /* when this run made the target read-only */
 
 	dbm_log_init(argv[0]);
 	dbm_secret_init(argc, argv);
@@ -233,7 +234,7 @@ main(int argc, char **argv)
 		}
 		else
 			ok = dbm_pg_command(src, "SET default_transaction_read_only = off", NULL) &&
-				 dbm_readonly_set(src, false);
+				 dbm_readonly_set(src, false, NULL);
 		if (ok)
 		{
 			/* a reverse slot made ahead of a switch that did not happen
@@ -264,7 +265,7 @@ main(int argc, char **argv)
 			goto out;
 	}
 	else if (!dbm_pg_command(dst, "SET default_transaction_read_only = off", NULL) ||
-			 !dbm_readonly_set(dst, true) ||
+			 !dbm_readonly_set(dst, true, since) ||
 			 !dbm_pg_command(dst,
 							 "SELECT pg_catalog.pg_terminate_backend(pid)"
 							 " FROM pg_catalog.pg_stat_activity"
@@ -298,7 +299,7 @@ main(int argc, char **argv)
 		if (!dbm_sequences_copy(dst, src, schema, &nseq))
 			goto out_resume;
 		if (readonly && (!dbm_pg_command(src, "SET default_transaction_read_only = off", NULL) ||
-						 !dbm_readonly_set(src, false)))
+						 !dbm_readonly_set(src, false, NULL)))
 			goto out_resume;
 		if ((bouncer || exec_cmd) &&
 			!dbm_route_repoint(bouncer, ini, db, bouncer_source ? bouncer_source : source,
@@ -326,7 +327,7 @@ out_resume:
 	if (bouncer && admin)
 		dbm_bouncer(admin, "RESUME", db);
 	else if (!bouncer)
-		dbm_readonly_set(dst, false);
+		dbm_readonly_set(dst, false, since);
 out:
 	PQfinish(admin);
 	PQfinish(src);
