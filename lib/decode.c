@@ -491,6 +491,56 @@ bytes_to_bytea(const char *raw, size_t n, dbm_buf *out)
 	out->len += 2 + 2 * n;
 }
 
+/* Whether s could be JsonConverter's base64: groups of four of its
+ * alphabet, '=' only as the last one or two. */
+static bool
+base64_shaped(const char *s)
+{
+	size_t n = strlen(s), i;
+	if (n == 0 || n % 4 != 0)
+		return false;
+	for (i = 0; i < n; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+		if (c == '=')
+			return i >= n - 2 && (i == n - 1 || s[n - 1] == '=');
+		if (!isalnum(c) && c != '+' && c != '/')
+			return false;
+	}
+	return true;
+}
+
+/* Whether s is a numeric literal as BigDecimal.toPlainString (or
+ * toString) writes one, or NaN / Infinity. */
+static bool
+decimal_shaped(const char *s)
+{
+	const char *p = s;
+	bool digits = false;
+	if (strcmp(s, "NaN") == 0 || strcmp(s, "Infinity") == 0 || strcmp(s, "-Infinity") == 0)
+		return true;
+	if (*p == '-' || *p == '+')
+		p++;
+	for (; isdigit((unsigned char) *p); p++)
+		digits = true;
+	if (*p == '.')
+		for (p++; isdigit((unsigned char) *p); p++)
+			digits = true;
+	if (!digits)
+		return false;
+	if (*p == 'e' || *p == 'E')
+	{
+		p++;
+		if (*p == '-' || *p == '+')
+			p++;
+		if (!isdigit((unsigned char) *p))
+			return false;
+		while (isdigit((unsigned char) *p))
+			p++;
+	}
+	return *p == '\0';
+}
+
 /* bytea from a JSON string: base64 (JsonConverter's bytes, and
  * binary.handling.mode base64) or, with hex, the hex digits themselves. */
 static bool
@@ -860,18 +910,32 @@ conv(json_t *v, json_t *field, const char *tname, const dbm_decode_opts *o,
 		}
 		if (is_type(tname, "numeric(") && json_is_string(v))
 		{
-			/* precise mode: base64 unscaled value, scale from the column */
+			/* precise mode: base64 of the unscaled value, scale from the
+			 * column; string mode: the digits */
 			const char *s = json_string_value(v);
 			const char *comma = strchr(tname, ',');
-			long scale = 0;
-			bool plain = *s != '\0';
-			for (const char *p = s; *p && plain; p++)
-				plain = isdigit((unsigned char) *p) || *p == '.' || *p == '-' || *p == 'e' ||
-						*p == 'E' || *p == '+';
-			if (!plain && comma)
+			bool b64, dec;
+			if (o && o->decimal_mode)
+				b64 = strcmp(o->decimal_mode, "precise") == 0, dec = !b64;
+			else
 			{
-				char *end;
-				scale = strtol(comma + 1, &end, 10);
+				b64 = base64_shaped(s);
+				dec = decimal_shaped(s);
+				if (b64 && dec)
+				{
+					snprintf(err, errlen,
+							 "column \"%s\": value \"%.40s\" without a schema may be base64"
+							 " (decimal.handling.mode precise) or digits (string):"
+							 " give --decimal-mode=precise or --decimal-mode=string",
+							 col, s);
+					return false;
+				}
+				if (!b64 && !dec)
+					goto bad;
+			}
+			if (b64)
+			{
+				long scale = comma ? strtol(comma + 1, NULL, 10) : 0;
 				dbm_buf_init(&tmp);
 				ok = dbm_decimal_from_base64(s, (int) scale, &tmp);
 				if (ok)

@@ -42,6 +42,10 @@ typedef struct
 typedef struct
 {
 	const char *binary_mode; /* how bytes arrive without a schema: base64 | hex */
+	/* how numeric(p,s) strings arrive without a schema: "precise" (base64 of
+	 * the unscaled value), "string" (the digits), or NULL: told apart by
+	 * their shape, an error when they could be either */
+	const char *decimal_mode;
 	const char *dms_before;	 /* DMS before-image attribute name */
 	bool raw;				 /* values are PostgreSQL text already (dbm lines) */
 } dbm_decode_opts;

@@ -670,6 +670,39 @@ Try "dbm-cdc-apply --help" for more information.'
 	matrix m_us --binary-mode hex -- --no-schema --decimal double --binary hex
 }
 
+@test "schema-less numeric(p,s) strings: base64 or digits by their shape; one that fits both stops, exit 2 naming --decimal-mode; --decimal-mode decides" {
+	pd_ -c 'CREATE TABLE t (id int PRIMARY KEY, a numeric(10,2), b numeric(8))'
+	# AeI= is only base64 (482, scale 2 from the column), -5 and 7.5e1 only digits
+	dbz c null '{"id":1,"a":"AeI=","b":"-5"}' >"$OUT/shape.jsonl"
+	dbz c null '{"id":2,"a":"7.5e1","b":"Bw=="}' >>"$OUT/shape.jsonl"
+	apply "$OUT/shape.jsonl"
+	applied_ok
+	assert_equal "$(pd_ -c 'SELECT id, a, b FROM t ORDER BY id')" "1|4.82|-5
+2|75.00|7"
+	# "1234" is both: base64 of d7 6d f8 (-2658824) and the number 1234
+	pd_ -c 'TRUNCATE t'
+	{
+		dbz c null '{"id":3,"a":"AeI=","b":"1"}'
+		dbz c null '{"id":4,"a":"1234","b":"1"}'
+	} >"$OUT/both.jsonl"
+	apply --batch-ms 60000 "$OUT/both.jsonl"
+	failed_at "$OUT/both.jsonl:2: "
+	[[ "$stderr" == *'column "a": value "1234" without a schema may be base64 (decimal.handling.mode precise) or digits (string): give --decimal-mode=precise or --decimal-mode=string'* ]]
+	assert_equal "$(pd_ -c 'SELECT count(*) FROM t')" 0
+	apply --decimal-mode precise "$OUT/both.jsonl"
+	applied_ok
+	assert_equal "$(pd_ -c 'SELECT id, a FROM t ORDER BY id')" "3|4.82
+4|-26588.24"
+	pd_ -c 'TRUNCATE t' -c "DELETE FROM dbm.apply_position"
+	dbz c null '{"id":4,"a":"1234","b":"1"}' >"$OUT/string.jsonl"
+	apply --decimal-mode string "$OUT/string.jsonl"
+	applied_ok
+	assert_equal "$(pd_ -c 'SELECT id, a FROM t')" "4|1234.00"
+	run --separate-stderr dbm-cdc-apply --target "$D" --decimal-mode double "$OUT/string.jsonl"
+	assert_failure 2
+	assert_equal "${stderr_lines[0]}" 'dbm-cdc-apply: error: invalid value "double" for --decimal-mode: precise or string'
+}
+
 @test "type matrix with schemas: decimal double, time connect, binary hex, interval strings" {
 	matrix m_ms --binary-mode hex -- --decimal double --time connect --binary hex --interval string
 }

@@ -175,6 +175,10 @@ usage(void)
 		   "                              replays converge (upserts)\n"
 		   "      --format=auto           recognize each event's format (the only mode)\n"
 		   "      --binary-mode=MODE      schema-less bytea values: base64 or hex\n"
+		   "      --decimal-mode=MODE     schema-less numeric(p,s) strings: precise\n"
+		   "                              (base64) or string, as the connector's\n"
+		   "                              decimal.handling.mode (default: by their\n"
+		   "                              shape; one that fits both is an error)\n"
 		   "      --dms-before-field=NAME\n"
 		   "                              AWS DMS before-image attribute (before-image)\n"
 		   "      --dead-letter=FILE      write undecodable events there and go on\n"
@@ -2131,6 +2135,7 @@ main(int argc, char **argv)
 		{"print", no_argument, NULL, 'p'},
 		{"format", required_argument, NULL, 'F'},
 		{"binary-mode", required_argument, NULL, 'B'},
+		{"decimal-mode", required_argument, NULL, 'E'},
 		{"dms-before-field", required_argument, NULL, 'D'},
 		{"dead-letter", required_argument, NULL, 'Y'},
 		{"kafka", required_argument, NULL, 'k'},
@@ -2231,6 +2236,16 @@ main(int argc, char **argv)
 					return 2;
 				}
 				c.dec.binary_mode = optarg;
+				break;
+			case 'E':
+				if (strcmp(optarg, "precise") != 0 && strcmp(optarg, "string") != 0)
+				{
+					dbm_log_error("invalid value \"%s\" for --decimal-mode: precise or string",
+								  optarg);
+					dbm_log_usage_hint();
+					return 2;
+				}
+				c.dec.decimal_mode = optarg;
 				break;
 			case 'D': c.dec.dms_before = optarg; break;
 			case 'Y': c.dead_letter = optarg; break;

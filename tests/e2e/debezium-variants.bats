@@ -47,6 +47,7 @@ setup()
 {
 	[[ -z "$E2E_SKIP" ]] || skip "$E2E_SKIP"
 	T0=$EPOCHREALTIME
+	VARIANT_APPLY=()
 	NAME="f$BATS_TEST_NUMBER"
 	DB="v$BATS_TEST_NUMBER"
 	psql_src -c "CREATE DATABASE $DB"
@@ -205,7 +206,7 @@ variant()
 	assert_equal "$(kcat -b "$BROKERS" -C -t "$NAME.public.items" -e -q | grep -c '"op":"r"')" 0
 
 	t=$EPOCHREALTIME
-	apply_idle
+	apply_idle "${VARIANT_APPLY[@]}"
 	e2e_note "dbm-cdc-apply: $(stopped applied) events applied in $(e2e_since "$t") s (3 s idle included)"
 	assert_equal "$(stopped missed)" 0
 	assert_equal "$(($(stopped applied) + $(stopped skipped)))" "$(e2e_messages "$NAME.public")"
@@ -215,7 +216,7 @@ variant()
 	assert_equal "$(pd_ -c "SELECT count(*) FROM items")" 218
 
 	# a second run finds nothing to do
-	apply_idle
+	apply_idle "${VARIANT_APPLY[@]}"
 	assert_equal "$(stopped applied)" 0
 	equal_everywhere
 }
@@ -243,6 +244,8 @@ first_event() { kcat -b "$BROKERS" -C -t "$1" -c 1 -e -q; }
 }
 
 @test "the same with schemas.enable=false for keys and values: the target's column types decide" {
+	# the connector's decimal.handling.mode (precise, its default)
+	VARIANT_APPLY=(--decimal-mode precise)
 	variant key.converter=org.apache.kafka.connect.json.JsonConverter \
 		value.converter=org.apache.kafka.connect.json.JsonConverter \
 		key.converter.schemas.enable=false value.converter.schemas.enable=false \

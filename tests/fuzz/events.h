@@ -179,6 +179,7 @@ static int
 fuzz_event(const uint8_t *data, size_t size, const char *dms_before)
 {
 	static const char *const modes[] = {NULL, "base64", "hex"};
+	static const char *const decimals[] = {NULL, "precise", "string"};
 	dbm_schema_cache *cache = dbm_schema_cache_new();
 	char *text = xmalloc(size ? size : 1);
 	json_t *msg = NULL, *again = NULL;
@@ -196,7 +197,10 @@ fuzz_event(const uint8_t *data, size_t size, const char *dms_before)
 		for (size_t m = 0; m < 3; m++)
 			for (int raw = 0; raw < 2; raw++)
 			{
-				dbm_decode_opts o = {modes[m], dms_before, raw != 0};
+				dbm_decode_opts o = {.binary_mode = modes[m],
+									 .decimal_mode = decimals[m],
+									 .dms_before = dms_before,
+									 .raw = raw != 0};
 				fuzz_event_opts(msg, &o, &arena);
 			}
 	}
