@@ -65,6 +65,10 @@ _dbm_pgb_write_ini()
 		pool_mode = transaction
 		max_client_conn = 200
 		default_pool_size = 20
+		; a RELOAD that changes a database's host (DBM_ROUTE_CMD's, without
+		; PAUSE) drops a server login in flight and counts it as failed:
+		; new clients would wait out the retry (pgbouncer/pgbouncer#1536)
+		server_login_retry = 1
 		logfile = $dir/pgbouncer.log
 		pidfile = $dir/pgbouncer.pid
 	EOF
@@ -99,7 +103,7 @@ dbm_start_pgbouncer()
 					export PGB PGB_ADMIN PGB_INI PGB_DIR PGB_PORT
 					# warm the pool as an application would have: a first
 					# login while the database is paused waits for
-					# server_login_retry (15 s) when pgbouncer has never
+					# server_login_retry when pgbouncer has never
 					# seen the server's parameters
 					psql "$PGB" -XAtq -c 'SELECT 1' >/dev/null 2>&1 3>&- || true
 					return 0
