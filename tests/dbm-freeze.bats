@@ -112,6 +112,25 @@ teardown()
 
 # ------------------------------------------------------------- pgbouncer
 
+# running QUERY: a session of the source runs QUERY now.
+running()
+{
+	dbm_wait_until 10 bash -c "[[ \$(psql '$S' -XAtq -c \"SELECT count(*) FROM pg_stat_activity
+		WHERE query = '$1'\") == 1 ]]"
+}
+
+# long_write CONNINFO SECS: a write transaction through CONNINFO that stays
+# open SECS seconds, in the background (LONG_PID, output $OUT/long.out).
+long_write()
+{
+	psql "$1" -X -v ON_ERROR_STOP=1 -c 'BEGIN' \
+		-c "INSERT INTO orders (account_id, port) VALUES (7, -7)" \
+		-c "SELECT pg_sleep($2)" -c 'COMMIT' >"$OUT/long.out" 2>&1 3>&- &
+	LONG_PID=$!
+	running "SELECT pg_sleep($2)"
+}
+
+
 @test "pgbouncer: clients wait while frozen, none fails; the barrier is on the source; --thaw lets them go on" {
 	cutover_schema
 	dbm_start_pgbouncer "$DB" "$S"
@@ -153,12 +172,7 @@ teardown()
 @test "pgbouncer: a transaction still open at --timeout makes it thaw and exit 1; the transaction completes" {
 	cutover_schema
 	dbm_start_pgbouncer "$DB" "$S"
-	psql "$PGB" -X -v ON_ERROR_STOP=1 -c 'BEGIN' \
-		-c "INSERT INTO orders (account_id, port) VALUES (7, -7)" \
-		-c 'SELECT pg_sleep(5)' -c 'COMMIT' >"$OUT/long.out" 2>&1 3>&- &
-	LONG_PID=$!
-	dbm_wait_until 10 bash -c "[[ \$(psql '$S' -XAtq -c \"SELECT count(*) FROM pg_stat_activity
-		WHERE query = 'SELECT pg_sleep(5)'\") == 1 ]]"
+	long_write "$PGB" 5
 	SECONDS=0
 	run --separate-stderr freeze_pgb --timeout 1
 	assert_failure 1
@@ -240,12 +254,7 @@ teardown()
 
 @test "readonly: a write transaction still open at --timeout makes it thaw and exit 1" {
 	cutover_schema
-	psql "$S" -X -v ON_ERROR_STOP=1 -c 'BEGIN' \
-		-c "INSERT INTO orders (account_id, port) VALUES (7, -7)" \
-		-c 'SELECT pg_sleep(5)' -c 'COMMIT' >"$OUT/long.out" 2>&1 3>&- &
-	LONG_PID=$!
-	dbm_wait_until 10 bash -c "[[ \$(psql '$S' -XAtq -c \"SELECT count(*) FROM pg_stat_activity
-		WHERE query = 'SELECT pg_sleep(5)'\") == 1 ]]"
+	long_write "$S" 5
 	run --separate-stderr dbm-freeze --source "$S" --readonly --timeout 1
 	assert_failure 1
 	jq -e '.type == "thawed" and .method == "readonly" and .reason == "timeout"' <<<"$output"
@@ -268,8 +277,7 @@ session_bg()
 		-c "SELECT pg_sleep(60) /* $1 */" >"$OUT/$1.out" 2>&1 3>&- &
 	eval "$1_pid=$!"
 	SLEEPERS+=($!)
-	dbm_wait_until 10 bash -c "[[ \$(psql '$S' -XAtq -c \"SELECT count(*) FROM pg_stat_activity
-		WHERE query = 'SELECT pg_sleep(60) /* $1 */'\") == 1 ]]"
+	running "SELECT pg_sleep(60) /* $1 */"
 }
 
 # ended NAME: the session of session_bg NAME was ended by the server.
@@ -294,12 +302,7 @@ ended()
 	kill -0 "$tool_pid"
 	# the timeout's undo: a write transaction from before the freeze keeps
 	# it from draining, and is kept
-	psql "$S" -X -v ON_ERROR_STOP=1 -c 'BEGIN' \
-		-c "INSERT INTO orders (account_id, port) VALUES (7, -7)" \
-		-c 'SELECT pg_sleep(4)' -c 'COMMIT' >"$OUT/long.out" 2>&1 3>&- &
-	LONG_PID=$!
-	dbm_wait_until 10 bash -c "[[ \$(psql '$S' -XAtq -c \"SELECT count(*) FROM pg_stat_activity
-		WHERE query = 'SELECT pg_sleep(4)'\") == 1 ]]"
+	long_write "$S" 4
 	dbm-freeze --source "$S" --readonly --timeout 2 >"$OUT/freeze.out" 2>&1 3>&- &
 	local fz=$!
 	dbm_wait_until 10 bash -c "[[ \$(psql '$S' -XAtq -c 'SHOW default_transaction_read_only') == on ]]"
