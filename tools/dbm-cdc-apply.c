@@ -1617,6 +1617,20 @@ kicker_stop(kicker *kk)
 	free(kk);
 }
 
+/* librdkafka's log lines (from its own threads) in the tools' form: a
+ * broker that cannot be reached is a warning, the apply goes on; an error
+ * line is only ever the apply's own. */
+static void
+kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	(void) rk;
+	(void) fac;
+	if (level <= 4)
+		dbm_log_warn("kafka: %s", buf);
+	else
+		dbm_log_info("kafka: %s", buf);
+}
+
 static stop_reason
 run_kafka(cdc *c)
 {
@@ -1632,6 +1646,7 @@ run_kafka(cdc *c)
 	dbm_jarena *arena = dbm_jarena_new();
 
 	k.c = c;
+	rd_kafka_conf_set_log_cb(conf, kafka_log);
 #define SET(key, val)                                                          \
 	if (rd_kafka_conf_set(conf, key, val, err, sizeof(err)) != RD_KAFKA_CONF_OK) \
 	{                                                                          \

@@ -1,7 +1,12 @@
 /* kafka-mock - a real Kafka protocol peer for the tests: librdkafka's mock
  * cluster, listening on loopback. Prints its bootstrap servers on the
  * first line of stdout, creates the topics given as TOPIC:PARTITIONS, and
- * runs until stdin closes or SIGTERM/SIGINT arrives.
+ * runs until stdin closes or SIGTERM/SIGINT arrives.  Lines on stdin take a
+ * broker down or bring it back (its connections cut, new ones refused; the
+ * partitions it leads wait for it, as when a broker restarts):
+ *
+ *   down ID
+ *   up ID
  *
  *   kafka-mock [--brokers N] TOPIC:PARTITIONS... */
 #define _POSIX_C_SOURCE 200809L
@@ -70,12 +75,35 @@ main(int argc, char **argv)
 	fflush(stdout);
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
+	char line[256];
+	size_t used = 0;
 	while (!stop)
 	{
 		struct pollfd p = {STDIN_FILENO, POLLIN, 0};
-		char buf[64];
-		if (poll(&p, 1, 200) > 0 && read(STDIN_FILENO, buf, sizeof(buf)) <= 0)
+		ssize_t n;
+		char *nl;
+		if (poll(&p, 1, 200) <= 0)
+			continue;
+		n = read(STDIN_FILENO, line + used, sizeof(line) - 1 - used);
+		if (n <= 0)
 			break; /* stdin closed: the test is over */
+		used += (size_t) n;
+		line[used] = '\0';
+		while ((nl = strchr(line, '\n')) != NULL)
+		{
+			int id;
+			*nl = '\0';
+			if (sscanf(line, "down %d", &id) == 1)
+				rd_kafka_mock_broker_set_down(mc, id);
+			else if (sscanf(line, "up %d", &id) == 1)
+				rd_kafka_mock_broker_set_up(mc, id);
+			else if (line[0] != '\0')
+				fprintf(stderr, "kafka-mock: unknown command \"%s\"\n", line);
+			used -= (size_t) (nl + 1 - line);
+			memmove(line, nl + 1, used + 1);
+		}
+		if (used == sizeof(line) - 1)
+			used = 0; /* a line too long: dropped */
 	}
 	rd_kafka_mock_cluster_destroy(mc);
 	rd_kafka_destroy(rk);
