@@ -76,22 +76,18 @@ now_ms()
 	NOW_MS=$((t / 1000))
 }
 
-# utc_iso MS: an ISO 8601 UTC time with milliseconds.
-utc_iso()
-{
-	printf '%s.%03dZ' "$(date -u -d "@$(($1 / 1000))" +%Y-%m-%dT%H:%M:%S)" $(($1 % 1000))
-}
-
 # step_line STEP STATUS MS [JSON-OBJECT-TO-MERGE]: write one step line to
-# stdout and append it to the run log in one write.
+# stdout and append it to the run log in one write.  Made without a fork
+# (each line costs no jq: several lie between the copy's end and the start
+# of the next step): STEP and STATUS are plain words, MS a number, and the
+# object to merge compact JSON from jq -c, its keys new.
 step_line()
 {
-	local line
+	local line at extra=${4:-}
 	now_ms
-	line=$(jq -cn --arg step "$1" --arg status "$2" --arg at "$(utc_iso "$NOW_MS")" \
-		--argjson ms "$3" --argjson extra "${4:-{\}}" \
-		'{type: "step", step: $step, status: $status, at: $at, ms: $ms} + $extra') ||
-		return 1
+	TZ=UTC printf -v at '%(%Y-%m-%dT%H:%M:%S)T.%03dZ' $((NOW_MS / 1000)) $((NOW_MS % 1000))
+	line="{\"type\":\"step\",\"step\":\"$1\",\"status\":\"$2\",\"at\":\"$at\",\"ms\":$3}"
+	[[ -z "$extra" || "$extra" == "{}" ]] || line="${line%\}},${extra#\{}"
 	printf '%s\n' "$line"
 	printf '%s\n' "$line" >>"$RUN_LOG" || {
 		echo "$PROG: error: could not write the run log \"$RUN_LOG\"" >&2
@@ -381,14 +377,6 @@ fail_snapshot()
 
 PGOPTIONS_BUILD=${PGOPTIONS:-}
 [[ -n "$mwm" ]] && PGOPTIONS_BUILD+=" -c maintenance_work_mem=$mwm"
-if ! plan_post_data 2>>"$WORK/post-data.err"; then
-	now_ms
-	step_fail snapshot 2 "not started: post-data failed"
-	fail post-data 2 "$(first_error "$WORK/post-data.err")"
-fi
-while IFS=$'\t' read -r t f; do
-	TOC_OF[$t]=$f
-done <"$WORK/tables"
 
 # On a terminal its progress display shows and its own error line is the
 # one line; else its stderr is kept for the one line we print.
@@ -404,6 +392,18 @@ exec {snap_fd}< <(exec dbm-snapshot --source="$DBM_SOURCE" --target="$DBM_TARGET
 	${split_size:+--split-size="$split_size"} 2>"$err")
 snap_pid=$!
 trap 'SIGNALLED=1; kill -TERM "$snap_pid" 2>/dev/null' INT TERM HUP
+# which index builds follow which table, planned while the copy starts (its
+# lines wait in the pipe)
+if ! plan_post_data 2>>"$WORK/post-data.err"; then
+	kill -TERM "$snap_pid" 2>/dev/null
+	wait "$snap_pid"
+	now_ms
+	step_fail snapshot 2 "stopped: post-data failed"
+	fail post-data 2 "$(first_error "$WORK/post-data.err")"
+fi
+while IFS=$'\t' read -r t f; do
+	TOC_OF[$t]=$f
+done <"$WORK/tables"
 : >"$WORK/snapshot.jsonl"
 # its lines go to our stdout as they come; a table whose pieces are all
 # copied gets its indexes
@@ -450,13 +450,17 @@ if [[ $RC -ne 0 ]]; then
 	[[ -n "$quiet" ]] && fail_snapshot "$RC" "dbm-snapshot exited $RC" quiet
 	fail_snapshot "$RC" "$(first_error "$err")"
 fi
-if ! done_line=$(jq -cRe 'fromjson? | select(.type == "done")' "$WORK/snapshot.jsonl" 2>/dev/null); then
+# (one jq: its start-up is on the way to the last index builds)
+done_extra=$(jq -cnR --arg slot "$slot" '[inputs | fromjson? | objects] as $l
+	| ($l | map(select(.type == "done")) | first) as $d
+	| select($d != null)
+	| {slot: $slot, lsn: ($l | map(select(.type == "snapshot")) | first | .lsn),
+	   rows: $d.rows, bytes: $d.bytes}' "$WORK/snapshot.jsonl" 2>/dev/null)
+if [[ -z "$done_extra" ]]; then
 	[[ -n "$SIGNALLED" ]] && fail_snapshot 2 "stopped by a signal before the copy was done"
 	fail_snapshot 2 "dbm-snapshot ended without a done line"
 fi
-lsn=$(jq -rR 'fromjson? | select(.type == "snapshot") | .lsn' "$WORK/snapshot.jsonl")
-done_step snapshot "$(jq -cn --arg slot "$slot" --arg lsn "$lsn" --argjson d "$done_line" \
-	'{slot: $slot, lsn: $lsn, rows: $d.rows, bytes: $d.bytes}')"
+done_step snapshot "$done_extra"
 
 # the remaining index builds, then the rest of post-data, then statistics
 trap 'SIGNALLED=1; stop_builders' INT TERM HUP
