@@ -370,18 +370,6 @@ dbm_readonly_set(PGconn *conn, bool on, char since[64])
 		"                 AND 'default_transaction_read_only=on' = ANY (s.setconfig)),"
 		"       pg_catalog.clock_timestamp()::text"
 		" FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()";
-	/* sessions that took the read-only setting: the application's (not
-	 * dbm's own), opened since the freeze; a superuser's only when we are
-	 * one (else pg_terminate_backend refuses, failing the lot) */
-	static const char *end_sql =
-		"SELECT pg_catalog.count(pg_catalog.pg_terminate_backend(a.pid))"
-		" FROM pg_catalog.pg_stat_activity a"
-		" WHERE a.datname = pg_catalog.current_database() AND a.pid <> pg_catalog.pg_backend_pid()"
-		"   AND a.backend_type = 'client backend'"
-		"   AND a.application_name NOT LIKE 'dbm-%'"
-		"   AND ($1::timestamptz IS NULL OR a.backend_start >= $1::timestamptz)"
-		"   AND (NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = a.usesysid)"
-		"        OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user))";
 	PGresult *res;
 	bool ok = false, was;
 	char *sql;
@@ -412,18 +400,35 @@ dbm_readonly_set(PGconn *conn, bool on, char since[64])
 	ok = dbm_pg_command(conn, sql, on ? "could not make the database read-only"
 									  : "could not make the database writable");
 	free(sql);
+	/* the sessions that took the setting; a superuser's only when we are
+	 * one (else pg_terminate_backend refuses, failing the lot) */
 	if (ok && !on)
-	{
-		const char *v[1] = {since && since[0] ? since : NULL};
-		res = PQexecParams(conn, end_sql, 1, NULL, v, NULL, NULL, 0);
-		if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		{
-			dbm_log_error("could not end the sessions opened while the database was read-only: %s",
-						  dbm_pg_error(conn));
-			ok = false;
-		}
-		PQclear(res);
-	}
+		ok = dbm_end_app_sessions(conn, since && since[0] ? since : NULL, true,
+								  "could not end the sessions opened while the database was"
+								  " read-only");
+	return ok;
+}
+
+bool
+dbm_end_app_sessions(PGconn *conn, const char *since, bool spare_superusers, const char *what)
+{
+	static const char *sql =
+		"SELECT pg_catalog.count(pg_catalog.pg_terminate_backend(a.pid))"
+		" FROM pg_catalog.pg_stat_activity a"
+		" WHERE a.datname = pg_catalog.current_database() AND a.pid <> pg_catalog.pg_backend_pid()"
+		"   AND a.backend_type = 'client backend'"
+		"   AND a.application_name NOT LIKE 'dbm-%'"
+		"   AND ($1::timestamptz IS NULL OR a.backend_start >= $1::timestamptz)"
+		"   AND ($2::bool IS NOT TRUE"
+		"        OR NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = a.usesysid)"
+		"        OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user))";
+	const char *v[2] = {since, spare_superusers ? "true" : "false"};
+	PGresult *res = PQexecParams(conn, sql, 2, NULL, v, NULL, NULL, 0);
+	bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+
+	if (!ok)
+		dbm_log_error("%s: %s", what, dbm_pg_error(conn));
+	PQclear(res);
 	return ok;
 }
 

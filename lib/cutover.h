@@ -75,4 +75,11 @@ void dbm_epoch_iso(int64_t ms, char out[96]);
  * unless the caller is one.  */
 bool dbm_readonly_set(PGconn *conn, bool on, char since[64]);
 
+/* End the application's client sessions of the connected database (not
+ * this one, not dbm's own: application_name dbm-*), those started at or
+ * after since when it is not NULL; with spare_superusers a superuser's only
+ * when the caller is one.  false after logging "what: error". */
+bool dbm_end_app_sessions(PGconn *conn, const char *since, bool spare_superusers,
+						  const char *what);
+
 #endif

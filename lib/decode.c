@@ -916,7 +916,10 @@ conv(json_t *v, json_t *field, const char *tname, const dbm_decode_opts *o,
 			const char *comma = strchr(tname, ',');
 			bool b64, dec;
 			if (o && o->decimal_mode)
-				b64 = strcmp(o->decimal_mode, "precise") == 0, dec = !b64;
+			{
+				b64 = strcmp(o->decimal_mode, "precise") == 0;
+				dec = !b64;
+			}
 			else
 			{
 				b64 = base64_shaped(s);

@@ -127,8 +127,7 @@ freeze_readonly(PGconn *src, double timeout, char since[64])
 		" WHERE datname = current_database() AND pid <> pg_backend_pid()"
 		"   AND backend_type = 'client backend' AND backend_xid IS NOT NULL";
 
-	if (!dbm_pg_command(src, "SET default_transaction_read_only = off", NULL) ||
-		!dbm_readonly_set(src, true, since))
+	if (!dbm_readonly_set(src, true, since))
 		return -1;
 	for (;;)
 	{
@@ -152,15 +151,9 @@ freeze_readonly(PGconn *src, double timeout, char since[64])
 	}
 	/* sessions opened before the freeze would still write: end them (a
 	 * client reconnects and finds the database read-only) */
-	return dbm_pg_command(src,
-						  "SELECT pg_catalog.pg_terminate_backend(pid)"
-						  " FROM pg_catalog.pg_stat_activity"
-						  " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-						  "   AND backend_type = 'client backend'"
-						  "   AND application_name NOT LIKE 'dbm-%'",
-						  "could not end the sessions of the source")
-			   ? 1
-			   : -1;
+	if (!dbm_end_app_sessions(src, NULL, false, "could not end the sessions of the source"))
+		return -1;
+	return 1;
 }
 
 int

@@ -233,8 +233,7 @@ main(int argc, char **argv)
 			}
 		}
 		else
-			ok = dbm_pg_command(src, "SET default_transaction_read_only = off", NULL) &&
-				 dbm_readonly_set(src, false, NULL);
+			ok = dbm_readonly_set(src, false, NULL);
 		if (ok)
 		{
 			/* a reverse slot made ahead of a switch that did not happen
@@ -264,15 +263,8 @@ main(int argc, char **argv)
 			!dbm_bouncer(admin, "PAUSE", db))
 			goto out;
 	}
-	else if (!dbm_pg_command(dst, "SET default_transaction_read_only = off", NULL) ||
-			 !dbm_readonly_set(dst, true, since) ||
-			 !dbm_pg_command(dst,
-							 "SELECT pg_catalog.pg_terminate_backend(pid)"
-							 " FROM pg_catalog.pg_stat_activity"
-							 " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-							 "   AND backend_type = 'client backend'"
-							 "   AND application_name NOT LIKE 'dbm-%'",
-							 "could not end the sessions of the target"))
+	else if (!dbm_readonly_set(dst, true, since) ||
+			 !dbm_end_app_sessions(dst, NULL, false, "could not end the sessions of the target"))
 		goto out;
 	{
 		uint64_t lsn;
@@ -298,8 +290,7 @@ main(int argc, char **argv)
 		}
 		if (!dbm_sequences_copy(dst, src, schema, &nseq))
 			goto out_resume;
-		if (readonly && (!dbm_pg_command(src, "SET default_transaction_read_only = off", NULL) ||
-						 !dbm_readonly_set(src, false, NULL)))
+		if (readonly && !dbm_readonly_set(src, false, NULL))
 			goto out_resume;
 		if ((bouncer || exec_cmd) &&
 			!dbm_route_repoint(bouncer, ini, db, bouncer_source ? bouncer_source : source,
