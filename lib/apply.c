@@ -112,6 +112,7 @@ struct dbm_apply
 	dbm_keymap pu_keys; /* (mapping, key) -> index in pu (count[0]) */
 	size_t pu_bytes;
 	bool replica; /* session_replication_role = replica took */
+	bool gone;	  /* an error said the session ended (see dbm_apply_lost) */
 
 	uint64_t txn_rows;
 	int txn_first; /* index of the open transaction's BEGIN in items */
@@ -738,6 +739,7 @@ drain(dbm_apply *a, int keep)
 				const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
 				const char *ctx = PQresultErrorField(res, PG_DIAG_CONTEXT);
 				const char *w = it->where;
+				a->gone = a->gone || dbm_pg_result_ends_session(res);
 				/* in a multi-row insert, the parameter the server names
 				 * (log_parameter_max_length_on_error) gives the row */
 				const char *pp = ctx ? strstr(ctx, "parameter $") : NULL;
@@ -1130,6 +1132,7 @@ copy_inserts(dbm_apply *a, amap *m, int per)
 		const char *ctx = PQresultErrorField(res, PG_DIAG_CONTEXT);
 		const char *lp = ctx ? strstr(ctx, ", line ") : NULL;
 		const char *w = row_where(a, 0);
+		a->gone = a->gone || dbm_pg_result_ends_session(res);
 		long n = lp ? strtol(lp + 7, NULL, 10) : 0;
 		if (n >= 1 && n <= a->ins_rows)
 			w = row_where(a, (int) n - 1);
@@ -1912,10 +1915,13 @@ dbm_apply_get_stats(dbm_apply *a, dbm_apply_stats *s)
 bool
 dbm_apply_lost(dbm_apply *a)
 {
-	/* reading notices the end of a connection the server closed after
-	 * its FATAL error (a terminated session, a shutdown) */
+	/* an error read from the pipeline said the session ended (libpq
+	 * returns it before it reads the end of the connection, which may
+	 * not be there yet); else reading notices the end of a connection the
+	 * server closed after its FATAL error (a terminated session, a
+	 * shutdown) */
 	return a != NULL &&
-		   (PQstatus(a->conn) != CONNECTION_OK || !PQconsumeInput(a->conn) ||
+		   (a->gone || PQstatus(a->conn) != CONNECTION_OK || !PQconsumeInput(a->conn) ||
 			PQstatus(a->conn) != CONNECTION_OK ||
 			(a->cat != NULL && PQstatus(a->cat) != CONNECTION_OK));
 }

@@ -65,6 +65,16 @@ dbm_pg_error(PGconn *conn)
 	return msg;
 }
 
+bool
+dbm_pg_result_ends_session(const PGresult *res)
+{
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+
+	return (state && (strncmp(state, "57P0", 4) == 0 || strncmp(state, "08", 2) == 0)) ||
+		   (sev && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0));
+}
+
 /* Server notices and warnings become one diagnostic line each. */
 static void
 notice_to_log(void *arg, const PGresult *res)

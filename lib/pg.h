@@ -25,6 +25,12 @@ char *dbm_pg_redact(const char *conninfo);
  * newline; valid until the next call on this thread. */
 const char *dbm_pg_error(PGconn *conn);
 
+/* Whether an error result ends its session: a shutdown, a crash or a
+ * terminated backend (SQLSTATE 57P01-57P03), a connection failure (class
+ * 08), or any FATAL or PANIC.  libpq reports such an error before it reads
+ * the end of the connection, so the connection's status may still say OK. */
+bool dbm_pg_result_ends_session(const PGresult *res);
+
 /* Run a command that returns no rows; logs and returns false on failure.
  * what names the object for the error message (may be NULL). */
 bool dbm_pg_command(PGconn *conn, const char *sql, const char *what);

@@ -713,15 +713,14 @@ stream_changes(cdc *c)
 		if (r == -1)
 		{
 			PGresult *res = PQgetResult(c->repl);
-			const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 			if (PQresultStatus(res) == PGRES_FATAL_ERROR)
 				dbm_log_error("the source ended the replication stream: %s",
 							  dbm_pg_error(c->repl));
 			else
 				dbm_log_error("the source ended the replication stream");
-			/* a shutdown, a crash, a terminated session (57P0x), a
-			 * connection failure (08xxx): another session may go on */
-			if (state && (strncmp(state, "57P0", 4) == 0 || strncmp(state, "08", 2) == 0))
+			/* a shutdown, a crash, a terminated session, a connection
+			 * failure: another session may go on */
+			if (dbm_pg_result_ends_session(res))
 				c->source_gone = true;
 			PQclear(res);
 			return STOP_ERROR;

@@ -115,6 +115,13 @@ applied_some() { (($(pd_ -c "SELECT n FROM counter") > $1)); }
 # slot_active: a walsender streams from the test's slot.
 slot_active() { [[ "$(ps_ -c "SELECT active FROM pg_replication_slots WHERE slot_name = '$SLOT'")" == t ]]; }
 
+# in_sleep: the apply's target session is in the slow trigger's sleep.
+in_sleep()
+{
+	[[ "$(pd_ -c "SELECT count(*) FROM pg_stat_activity
+		WHERE application_name = 'dbm-cdc-apply' AND wait_event = 'PgSleep'")" -ge 1 ]]
+}
+
 # settle NAME: writes stopped, NAME (running) applies up to a marker
 # transaction committed now, then SIGTERM: exit 0 with a stopped line. (Not
 # up to the source's end of WAL: a record written after the last commit, a
@@ -223,6 +230,32 @@ reconnects()
 	wait "$WRITER"
 	settle a
 	assert_equal "$(jq -c -s '[.[] | select(.type == "reconnected") | .to]' "$OUT/a.out")" '["target","source"]'
+	exact
+}
+
+@test "its target session terminated in the middle of a batch (before the end of the connection is read): the apply reconnects; exact" {
+	copy
+	writer 15
+	apply_bg a
+	dbm_wait_until 60 applied_some 100
+	# a trigger that makes each counter update of the apply take 0.2 s
+	# (ALWAYS: the apply runs as a replica), so the session is ended while
+	# the batch's statements are in the pipeline: the error comes back as a
+	# result, and the connection's end may not have been read yet
+	pd_ <<-'SQL'
+		CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql
+			AS $$BEGIN PERFORM pg_sleep(0.2); RETURN NEW; END$$;
+		CREATE TRIGGER slow BEFORE UPDATE ON counter FOR EACH ROW EXECUTE FUNCTION slow();
+		ALTER TABLE counter ENABLE ALWAYS TRIGGER slow;
+	SQL
+	dbm_wait_until 30 in_sleep
+	(($(fault_terminate "$D" dbm-cdc-apply) >= 1))
+	dbm_wait_until 60 grep -q '"type":"reconnected"' "$OUT/a.out"
+	pd_ -c "DROP TRIGGER slow ON counter" -c "DROP FUNCTION slow()"
+	wait "$WRITER"
+	settle a
+	reconnects a target 1
+	grep -q ': warning: .*terminating connection due to administrator command: reconnecting to the target' "$OUT/a.err"
 	exact
 }
 
