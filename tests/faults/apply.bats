@@ -115,6 +115,21 @@ applied_some() { (($(pd_ -c "SELECT n FROM counter") > $1)); }
 # slot_active: a walsender streams from the test's slot.
 slot_active() { [[ "$(ps_ -c "SELECT active FROM pg_replication_slots WHERE slot_name = '$SLOT'")" == t ]]; }
 
+# reconnected NAME: NAME printed a reconnected line; when NAME has exited
+# instead, its stderr and a failure that ends the wait (exit 255).
+reconnected()
+{
+	local pid_var="$1_pid"
+	grep -q '"type":"reconnected"' "$OUT/$1.out" && return 0
+	# (exited and not yet waited for: a zombie, state Z)
+	if [[ "$(ps -o stat= -p "${!pid_var}")" != [^Z]* ]]; then
+		echo "# $1 exited instead of reconnecting:" >&2
+		sed 's/^/#   /' "$OUT/$1.err" >&2
+		exit 255
+	fi
+	return 1
+}
+
 # in_sleep: the apply's target session is in the slow trigger's sleep.
 in_sleep()
 {
@@ -193,7 +208,7 @@ reconnects()
 	dbm_wait_until 60 applied_some 100
 	fault_restart "$DST_DIR" immediate 1
 	# the second crash once the apply is back (or it would be one outage)
-	dbm_wait_until 60 grep -q '"type":"reconnected"' "$OUT/a.out"
+	dbm_wait_until 60 reconnected a
 	sleep "$(fault_delay 500 2000)"
 	fault_restart "$DST_DIR" immediate 0
 	wait "$WRITER"
@@ -222,7 +237,7 @@ reconnects()
 	(($(fault_terminate "$D" dbm-cdc-apply) >= 1))
 	# a new session starts from the target's stored position: its walsender
 	# comes back with it (the slot is idle in between)
-	dbm_wait_until 60 grep -q '"type":"reconnected"' "$OUT/a.out"
+	dbm_wait_until 60 reconnected a
 	sleep "$(fault_delay 1000 2000)"
 	dbm_wait_until 30 slot_active
 	assert_equal "$(psql_src -c "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots
@@ -250,7 +265,7 @@ reconnects()
 	SQL
 	dbm_wait_until 30 in_sleep
 	(($(fault_terminate "$D" dbm-cdc-apply) >= 1))
-	dbm_wait_until 60 grep -q '"type":"reconnected"' "$OUT/a.out"
+	dbm_wait_until 60 reconnected a
 	pd_ -c "DROP TRIGGER slow ON counter" -c "DROP FUNCTION slow()"
 	wait "$WRITER"
 	settle a
