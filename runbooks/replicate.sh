@@ -287,6 +287,14 @@ plan_post_data()
 		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 		WHERE k.contype IN ('p', 'u', 'x') AND c.relkind = 'r' AND NOT c.relispartition
 	EOF
+	# the relations pre-data made, for the statistics at the end
+	psql -X -At -v ON_ERROR_STOP=1 "$DBM_TARGET" >"$WORK/relations" <<-'EOF' || return
+		SELECT format('%I.%I', n.nspname, c.relname)
+		FROM pg_catalog.pg_class c
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname <> 'dbm'
+		  AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+	EOF
 	awk -F'\t' -v dir="$WORK" '
 		FILENAME == ARGV[1] { table[$1] = $2; next }
 		/^;/ { next }
@@ -311,7 +319,30 @@ declare -A BUILDER=() TOC_OF=() ANALYZED=()
 QUEUE=()
 BUILD_FAILED=
 
-# Collect finished builders; note the first failure.
+# builder_done PID RC: a builder ended; note the first failure.
+builder_done()
+{
+	if [[ $2 -ne 0 && -z "$BUILD_FAILED" ]]; then
+		BUILD_FAILED=$2
+		BUILD_ERR=$WORK/build.$1.err
+		BUILD_TABLE=${BUILDER[$1]}
+	fi
+	[[ $2 -eq 0 ]] && rm -f "$WORK/build.$1.err" "$WORK/build.$1.sql"
+	unset "BUILDER[$1]"
+}
+
+# The failed build's first error, after the table it was for (psql's
+# "psql:FILE:LINE: " in front of the server's message names our temporary
+# file: dropped).
+build_error()
+{
+	local line
+	line=$(first_error "$BUILD_ERR")
+	[[ "$line" =~ ^psql:"$WORK"/build\.[0-9]+\.sql:[0-9]+:\ (.*)$ ]] && line=${BASH_REMATCH[1]}
+	printf '%s: %s' "$BUILD_TABLE" "$line"
+}
+
+# Collect finished builders.
 reap_builders()
 {
 	local pid rc
@@ -319,12 +350,7 @@ reap_builders()
 		kill -0 "$pid" 2>/dev/null && continue
 		wait "$pid"
 		rc=$?
-		if [[ $rc -ne 0 && -z "$BUILD_FAILED" ]]; then
-			BUILD_FAILED=$rc
-			BUILD_ERR=$WORK/build.$pid.err
-		fi
-		[[ $rc -eq 0 ]] && rm -f "$WORK/build.$pid.err"
-		unset "BUILDER[$pid]"
+		builder_done "$pid" "$rc"
 	done
 }
 
@@ -336,17 +362,34 @@ pump_builders()
 	while [[ ${#QUEUE[@]} -gt 0 && ${#BUILDER[@]} -lt $jobs && -z "$BUILD_FAILED" ]]; do
 		t=${QUEUE[0]}
 		QUEUE=("${QUEUE[@]:1}")
-		# the builder names its own error file by its pid ($! in here);
-		# the table's statistics follow its indexes (the name, quoted by
-		# dbm-snapshot, goes through regclass, never into SQL as is)
+		# the builder names its own files by its pid ($! in here). One
+		# session: the table's indexes and constraints (their SQL written
+		# by pg_restore), then its statistics (the name, quoted by
+		# dbm-snapshot, goes through regclass, never into SQL as is).
+		# Stopped (stop_builders), it has psql cancel the statement on
+		# the server, so nothing goes on building there.
 		(
 			exec 2>"$WORK/build.$BASHPID.err"
+			sql=$WORK/build.$BASHPID.sql
+			psql_pid= stopped=
+			trap 'stopped=1; [[ -z "$psql_pid" ]] || kill -INT "$psql_pid" 2>/dev/null' TERM
 			if [[ -n "${TOC_OF[$t]:-}" ]]; then
-				PGOPTIONS=$PGOPTIONS_BUILD pg_restore --exit-on-error -d "$DBM_TARGET" \
-					-L "${TOC_OF[$t]}" "$WORK/post-data.dump" || exit
+				pg_restore -f "$sql" -L "${TOC_OF[$t]}" "$WORK/post-data.dump" || exit
 			fi
-			exec psql -X -q -v ON_ERROR_STOP=1 -v t="$t" "$DBM_TARGET" \
-				<<<"SELECT format('ANALYZE %s', :'t'::regclass) \\gexec"
+			[[ -z "$stopped" ]] || exit 143
+			printf '%s\n' "SELECT format('ANALYZE %s', :'t'::regclass) \\gexec" >>"$sql" || exit
+			PGOPTIONS=$PGOPTIONS_BUILD psql -X -q -v ON_ERROR_STOP=1 -v t="$t" -f "$sql" \
+				"$DBM_TARGET" >/dev/null &
+			psql_pid=$!
+			[[ -z "$stopped" ]] || kill -INT "$psql_pid" 2>/dev/null
+			wait "$psql_pid"
+			rc=$?
+			# (a trap cuts the wait short: wait again for psql's status)
+			while kill -0 "$psql_pid" 2>/dev/null; do
+				wait "$psql_pid"
+				rc=$?
+			done
+			exit "$rc"
 		) &
 		BUILDER[$!]=$t
 		ANALYZED[$t]=1
@@ -417,7 +460,13 @@ while :; do
 		printf '%s\n' "$line"
 		printf '%s\n' "$line" >>"$WORK/snapshot.jsonl"
 		if [[ "$line" == '{"type":"copied",'* ]]; then
-			IFS=$'\t' read -r t n < <(jq -rR 'fromjson? | [.table, .pieces] | @tsv' <<<"$line")
+			# (a name with no escape in its JSON needs no jq: its fork
+			# is on the way to the last table's index builds)
+			if [[ "$line" =~ \"table\":\"([^\"\\]*)\",.*\"pieces\":([0-9]+)[,}] ]]; then
+				t=${BASH_REMATCH[1]} n=${BASH_REMATCH[2]}
+			else
+				IFS=$'\t' read -r t n < <(jq -rR 'fromjson? | [.table, .pieces] | @tsv' <<<"$line")
+			fi
 			COPIED[$t]=$((${COPIED[$t]:-0} + 1))
 			if [[ ${COPIED[$t]} -eq $n ]]; then
 				QUEUE+=("$t")
@@ -444,7 +493,7 @@ now_ms
 if [[ -n "$BUILD_FAILED" ]]; then
 	stop_builders
 	step_fail snapshot 2 "stopped: post-data failed"
-	fail post-data "$BUILD_FAILED" "$(first_error "$BUILD_ERR")"
+	fail post-data "$BUILD_FAILED" "$(build_error)"
 fi
 if [[ $RC -ne 0 ]]; then
 	[[ -n "$quiet" ]] && fail_snapshot "$RC" "dbm-snapshot exited $RC" quiet
@@ -467,12 +516,17 @@ trap 'SIGNALLED=1; stop_builders' INT TERM HUP
 while [[ ${#QUEUE[@]} -gt 0 || ${#BUILDER[@]} -gt 0 ]]; do
 	pump_builders
 	[[ -n "$BUILD_FAILED" || -n "$SIGNALLED" ]] && break
-	sleep 0.05
+	[[ ${#BUILDER[@]} -gt 0 ]] || continue
+	# until one ends (a trapped signal ends the wait without a pid)
+	ended=
+	wait -n -p ended "${!BUILDER[@]}"
+	rc=$?
+	[[ -n "${ended:-}" ]] && builder_done "$ended" "$rc"
 done
 now_ms
 if [[ -n "$BUILD_FAILED" ]]; then
 	stop_builders
-	fail post-data "$BUILD_FAILED" "$(first_error "$BUILD_ERR")"
+	fail post-data "$BUILD_FAILED" "$(build_error)"
 fi
 [[ -z "$SIGNALLED" ]] || fail post-data 2 "stopped by a signal"
 rc=0
@@ -484,20 +538,12 @@ if grep -qv '^;' "$WORK/rest.list"; then
 fi
 if [[ $rc -eq 0 ]]; then
 	# statistics of what was not analyzed after its copy: partitioned
-	# tables, materialized views...
-	psql -X -At -v ON_ERROR_STOP=1 "$DBM_TARGET" >"$WORK/relations" 2>>"$WORK/post-data.err" <<-'EOF'
-		SELECT format('%I.%I', n.nspname, c.relname)
-		FROM pg_catalog.pg_class c
-		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname <> 'dbm'
-		  AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
-	EOF
-	rc=$?
+	# tables, materialized views... (listed by plan_post_data)
 	rest=()
 	while IFS= read -r t; do
 		[[ -n "${ANALYZED[$t]:-}" ]] || rest+=(--table="$t")
 	done <"$WORK/relations"
-	if [[ $rc -eq 0 && ${#rest[@]} -gt 0 ]]; then
+	if [[ ${#rest[@]} -gt 0 ]]; then
 		vacuumdb --analyze-only --jobs="$jobs" --quiet --dbname="$DBM_TARGET" "${rest[@]}" \
 			2>>"$WORK/post-data.err"
 		rc=$?

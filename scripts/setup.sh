@@ -16,7 +16,7 @@ PACKAGES=(
 	# make test-asan, make fuzz): clang, its sanitizer runtimes and libFuzzer
 	clang libclang-rt-14-dev
 	# servers and clients used by tests, the demo and the runbooks
-	postgresql-15 postgresql-contrib pgbouncer kcat jq
+	postgresql-15 postgresql-contrib pgbouncer kcat jq procps
 	# tests and docs
 	bats bats-support bats-assert help2man openssl
 	# the suites in parallel (bats --jobs)

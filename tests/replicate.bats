@@ -278,6 +278,39 @@ write_source()
 	assert_same_data
 }
 
+@test "SIGTERM during an index build cancels the build on the server: exit 2, post-data failed, nothing left running" {
+	# an index whose build takes 20 s on the target only (the setting is
+	# the target database's)
+	ps_ <<-'EOF'
+		CREATE FUNCTION slow_key(bigint) RETURNS bigint LANGUAGE plpgsql IMMUTABLE AS $$
+		BEGIN
+			IF current_setting('dbm_test.slow', true) = 'on' THEN
+				PERFORM pg_sleep(0.01);
+			END IF;
+			RETURN $1;
+		END$$;
+		CREATE INDEX customers_slow ON customers (slow_key(id));
+	EOF
+	pd_ -c "ALTER DATABASE $DB SET dbm_test.slow = on"
+	DBM_SOURCE=$S DBM_TARGET=$D "$RB" --slot "$SLOT" --run-log "$LOG" --copy-only \
+		>"$OUT/out.jsonl" 2>"$OUT/err" 3>&- &
+	RB_PID=$!
+	building() { [[ $(pd_ -c "SELECT count(*) FROM pg_stat_activity
+		WHERE query LIKE 'CREATE INDEX customers_slow%' AND state = 'active'") -ge 1 ]]; }
+	dbm_wait_until 30 building
+	kill -TERM "$RB_PID"
+	rc=0
+	wait "$RB_PID" || rc=$?
+	RB_PID=
+	assert_equal "$rc" 2
+	assert_equal "$(cat "$OUT/err")" "replicate: error: post-data: stopped by a signal"
+	[[ $(tail -n 1 "$LOG" | jq -r '"\(.step) \(.status)"') == "post-data failed" ]]
+	# the build was cancelled, not left to run on: gone at once
+	run building
+	assert_failure
+	assert_equal "$(pd_ -c "SELECT count(*) FROM pg_indexes WHERE indexname = 'customers_slow'")" 0
+}
+
 # ---------------------------------------------------------------- failures
 
 @test "an unreachable target fails the first step: one error line, exit 2, status failed" {
@@ -306,13 +339,13 @@ write_source()
 	ps_ -c "SELECT pg_drop_replication_slot('$SLOT')" >/dev/null
 }
 
-@test "a failing post-data step is logged failed with pg_restore's error" {
+@test "a failing post-data step is logged failed with the server's error and the table" {
 	# an index the target already has: pg_restore stops at the clash
 	pd_ -c "CREATE TABLE placeholder (x int)"
 	ps_ -c "CREATE INDEX placeholder ON customers (name)"
 	run --separate-stderr replicate --copy-only
 	assert_failure 2
 	[[ $(wc -l <<<"$stderr") -eq 1 ]]
-	[[ "$stderr" == 'replicate: error: post-data: pg_restore: error: could not execute query: ERROR:  relation "placeholder" already exists' ]]
-	[[ $(tail -n 1 "$LOG" | jq -r '"\(.step) \(.status) \(.exit)"') == "post-data failed 1" ]]
+	[[ "$stderr" == 'replicate: error: post-data: public.customers: ERROR:  relation "placeholder" already exists' ]]
+	[[ $(tail -n 1 "$LOG" | jq -r '"\(.step) \(.status) \(.exit)"') == "post-data failed 3" ]]
 }
