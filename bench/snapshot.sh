@@ -436,8 +436,9 @@ $(ratio "${MED[dbm_split:wall]}" "$PGC")×).
 
 dbm's steps (medians, from its run log): pre-data $(fmt "$S_PRE") s; snapshot
 (dbm-snapshot) $(fmt "$S_SNAP") s; post-data, which starts with the snapshot
-(each table's indexes as soon as its data is in, at most $JOBS builds at once,
-then what is left with pg_restore -j $JOBS, then vacuumdb --analyze-only -j $JOBS),
+(each table's indexes, constraints and ANALYZE in one session as soon as its
+data is in, at most $JOBS at once, then what is left with pg_restore -j $JOBS,
+then vacuumdb --analyze-only -j $JOBS for tables not yet analyzed),
 ends $(awk -v a="$S_POST" -v b="$S_SNAP" 'BEGIN { printf "%.2f", a - b }') s after the copy.
 
 What each does besides the copy: pgcopydb runs VACUUM ANALYZE on every
