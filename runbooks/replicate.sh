@@ -9,14 +9,15 @@
 #              post-data section is dumped to a file: pg_dump -Fc)
 #   snapshot   dbm-snapshot --slot: a logical replication slot and, in its
 #              exported snapshot, a parallel binary copy of every table
-#   post-data  indexes, constraints, triggers, with pg_restore from that
-#              file; runs alongside the copy: each plain table's indexes
-#              and primary key, unique and exclusion constraints are built
-#              as soon as all of its data is in (at most N builds at once);
+#   post-data  indexes, constraints, triggers, from that file; runs
+#              alongside the copy: each plain table's indexes and primary
+#              key, unique and exclusion constraints, then its ANALYZE, in
+#              one psql session as soon as all of its data is in (at most
+#              N at once; stopped, a build is cancelled on the server);
 #              the rest (foreign keys, partitioned tables, triggers...)
-#              follows the copy with pg_restore -j N; ANALYZE of each
-#              table after its indexes, of the rest (partitioned tables...)
-#              at the end (vacuumdb --analyze-only -j N)
+#              follows the copy with pg_restore -j N; ANALYZE of what is
+#              left (partitioned tables...) at the end (vacuumdb
+#              --analyze-only -j N)
 #   apply      dbm-cdc-apply --slot: the changes made since the snapshot,
 #              until it is stopped (SIGINT/SIGTERM to this script stops it
 #              cleanly at a transaction boundary) or a bound given after --
@@ -52,7 +53,7 @@
 # (snapshot and post-data start together: "snapshot started", "post-data
 # started", "snapshot done", "post-data done").
 # Diagnostics on stderr: a failing step prints one line,
-#   replicate: error: post-data: pg_restore: error: could not execute query: ...
+#   replicate: error: post-data: public.orders: ERROR:  relation "orders_pkey" already exists
 # (dbm-cdc-apply's own error line when the apply step fails), and logs
 # {"status":"failed","exit":N,"message":"..."}.
 #
