@@ -518,9 +518,11 @@ while [[ ${#QUEUE[@]} -gt 0 || ${#BUILDER[@]} -gt 0 ]]; do
 	pump_builders
 	[[ -n "$BUILD_FAILED" || -n "$SIGNALLED" ]] && break
 	[[ ${#BUILDER[@]} -gt 0 ]] || continue
-	# until one ends (a trapped signal ends the wait without a pid)
+	# until one ends (a trapped signal ends the wait without a pid; one
+	# that bash has reaped already is not waited for here, quietly, and
+	# pump_builders collects it)
 	ended=
-	wait -n -p ended "${!BUILDER[@]}"
+	wait -n -p ended "${!BUILDER[@]}" 2>/dev/null
 	rc=$?
 	[[ -n "${ended:-}" ]] && builder_done "$ended" "$rc"
 done
