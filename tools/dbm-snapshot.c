@@ -251,8 +251,11 @@ copy_piece(snap *s, PGconn *src, PGconn *dst, const piece *p, int64_t *rows,
 
 	*rows = *bytes = 0;
 	if (p->first < 0)
-		out_sql = xasprintf("COPY (SELECT %s FROM %s) TO STDOUT (FORMAT binary)",
-							u->src_cols, u->rel->from);
+		/* a whole heap (every rel is a plain table or a leaf partition:
+		 * COPY of a table reads no child): the table form skips the
+		 * executor, about 10% less source CPU than COPY (SELECT ...) */
+		out_sql = xasprintf("COPY %s (%s) TO STDOUT (FORMAT binary)", u->rel->name,
+							u->src_cols);
 	else if (p->last < 0)
 		out_sql = xasprintf("COPY (SELECT %s FROM %s WHERE ctid >= '(%ld,0)'::tid)"
 							" TO STDOUT (FORMAT binary)",
